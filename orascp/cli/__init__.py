@@ -1,0 +1,1 @@
+"""Parse the command line and present results; no HTTP is spoken here."""

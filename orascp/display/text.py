@@ -1,0 +1,79 @@
+"""Print one status line per event, exactly as ``oras cp`` does without a terminal.
+
+``Copying 2ef548696ac7 hello.tar`` / ``Copied  …`` / ``Exists  …`` / ``Mounted …`` / ``Skipped …``:
+the digest shortened to 12 hex characters (sha256) and the title annotation, else the media type.
+"""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from orascp.descriptor import Descriptor
+
+__all__ = ["NullDisplay", "TextDisplay", "display_name", "short_digest"]
+
+
+def short_digest(desc: Descriptor) -> str:
+    """Return the first 12 hex characters of a sha256 digest, or any other digest whole."""
+    return desc.hex[:12] if desc.algorithm == "sha256" else desc.digest
+
+
+def display_name(desc: Descriptor) -> str:
+    """Return the title annotation of ``desc``, else its media type."""
+    return desc.title or desc.media_type
+
+
+class TextDisplay:
+    """Print status lines to a text stream; its methods have the engine hooks' signatures."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        # digest -> name it was first shown under, to tell a renamed duplicate from a repeat.
+        self._names: dict[str, str] = {}
+
+    def _line(self, prompt: str, desc: Descriptor) -> None:
+        self.stream.write(f"{prompt} {short_digest(desc)} {display_name(desc)}\n")
+        self.stream.flush()
+
+    def pre_copy(self, desc: Descriptor) -> None:
+        """Announce a transfer that is starting."""
+        self._names.setdefault(desc.digest, display_name(desc))
+        self._line("Copying", desc)
+
+    def post_copy(self, desc: Descriptor) -> None:
+        """Announce a finished transfer."""
+        self._line("Copied ", desc)
+
+    def on_copy_skipped(self, desc: Descriptor) -> None:
+        """Announce content the destination already has."""
+        self._names.setdefault(desc.digest, display_name(desc))
+        self._line("Exists ", desc)
+
+    def on_mounted(self, desc: Descriptor) -> None:
+        """Announce a blob mounted from another repository."""
+        self._names.setdefault(desc.digest, display_name(desc))
+        self._line("Mounted", desc)
+
+    def on_deduplicated(self, desc: Descriptor) -> None:
+        """Announce a second occurrence of a digest, when it carries another name."""
+        if self._names.get(desc.digest, display_name(desc)) != display_name(desc):
+            self._line("Skipped", desc)
+
+
+class NullDisplay:
+    """Show nothing (``--format json`` and library use)."""
+
+    def pre_copy(self, desc: Descriptor) -> None:
+        """Ignore the event."""
+
+    def post_copy(self, desc: Descriptor) -> None:
+        """Ignore the event."""
+
+    def on_copy_skipped(self, desc: Descriptor) -> None:
+        """Ignore the event."""
+
+    def on_mounted(self, desc: Descriptor) -> None:
+        """Ignore the event."""
+
+    def on_deduplicated(self, desc: Descriptor) -> None:
+        """Ignore the event."""

@@ -1,0 +1,435 @@
+"""Copy a graph of content from one target to another.
+
+The algorithm follows oras-go's ``copyGraph``:
+
+1. Each node is copied once: a dictionary of futures keyed by digest deduplicates nodes shared by
+   several manifests (oras-go's ``Tracker.TryCommit``).
+2. A node that already exists at the destination is skipped together with its whole subtree.
+3. A manifest is fetched once (and kept in memory, bounded by ``max_metadata_bytes``), its
+   successors are copied, and only then is the manifest itself pushed: children before parents,
+   tags last, so an interrupted copy never leaves a tag pointing at incomplete content.
+4. Blobs are mounted when the destination can mount and ``mount_from`` offers candidate
+   repositories; otherwise, or when every candidate refuses, their bytes are streamed.
+
+Concurrency: one asyncio task per node. A semaphore of ``concurrency`` slots is held only around
+single requests and transfers, never while a manifest waits for its children; that is what makes a
+graph deeper than the concurrency limit impossible to deadlock (oras-go's ``LimitedRegion``).
+
+The engine knows nothing about terminals: it reports through :class:`CopyHooks` only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from orascp.content import (
+    FetchStream,
+    Mounter,
+    MountOutcome,
+    ReadOnlyTarget,
+    ReferenceFetcher,
+    ReferencePusher,
+    Target,
+)
+from orascp.descriptor import Descriptor, is_manifest
+from orascp.descriptor import successors as default_successors
+from orascp.errors import (
+    AlreadyExistsError,
+    AuthenticationError,
+    CopyError,
+    InvalidContentError,
+    OrascpError,
+    Origin,
+    SizeLimitError,
+    VerificationError,
+)
+from orascp.verify import verified
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_MAX_METADATA_BYTES",
+    "MAX_GRAPH_DEPTH",
+    "CopyHooks",
+    "CopyOptions",
+    "CopyResult",
+    "SkipNode",
+    "copy",
+    "copy_graph",
+]
+
+# Matches dockerd's and containerd's default of concurrent transfers, and oras's.
+DEFAULT_CONCURRENCY = 3
+# oras, containerd and containers/image all refuse manifests above 4 MiB.
+DEFAULT_MAX_METADATA_BYTES = 4 * 1024 * 1024
+# Real images nest two or three levels; anything deeper is malformed or hostile.
+MAX_GRAPH_DEPTH = 64
+
+T = TypeVar("T")
+Hook = Callable[[Descriptor], None]
+
+
+class SkipNode(Exception):
+    """Raise from ``pre_copy`` to tell the engine the node is already taken care of."""
+
+
+@dataclass(frozen=True, slots=True)
+class CopyHooks:
+    """Hold the callbacks the engine calls as it goes; a ``None`` hook is never called.
+
+    ``pre_copy`` and ``post_copy`` bracket a node whose bytes are transferred; ``on_mounted`` fires
+    instead of both when a blob is mounted; ``on_copy_skipped`` fires for a node that already
+    exists at the destination (its subtree is not visited); ``on_deduplicated`` fires for a second
+    occurrence of a digest that another descriptor of the graph already handled.
+    """
+
+    pre_copy: Hook | None = None
+    post_copy: Hook | None = None
+    on_copy_skipped: Hook | None = None
+    on_mounted: Hook | None = None
+    on_deduplicated: Hook | None = None
+
+
+@dataclass(slots=True)
+class CopyOptions:
+    """Tune a copy. Zero values mean the documented defaults."""
+
+    concurrency: int = DEFAULT_CONCURRENCY
+    max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
+    # Candidate repositories (on the destination's registry) to mount a blob from, in order.
+    mount_from: Callable[[Descriptor], Sequence[str]] | None = None
+    find_successors: Callable[[Descriptor, bytes], list[Descriptor]] | None = None
+    hooks: CopyHooks = field(default_factory=CopyHooks)
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    """Describe what a copy produced: the root and the tags now pointing at it."""
+
+    root: Descriptor
+    tags: tuple[str, ...]
+
+
+def _call(hook: Hook | None, desc: Descriptor) -> None:
+    if hook is not None:
+        hook(desc)
+
+
+async def copy(
+    src: ReadOnlyTarget,
+    src_reference: str,
+    dst: Target,
+    tags: Sequence[str] = (),
+    options: CopyOptions | None = None,
+    *,
+    expected_digest: str | None = None,
+) -> CopyResult:
+    """Copy what ``src_reference`` names in ``src`` to ``dst``, then point ``tags`` at it.
+
+    The source is resolved before anything is written, so an unknown tag leaves the destination
+    untouched. ``expected_digest`` (a destination given by digest) must equal the root's digest.
+    """
+    opts = options or CopyOptions()
+    try:
+        if isinstance(src, ReferenceFetcher):
+            root, content = await src.fetch_reference(src_reference)
+        else:
+            root, content = await src.resolve(src_reference), None
+    except OrascpError as exc:
+        raise CopyError("resolve", Origin.SOURCE, exc) from exc
+    if expected_digest is not None and expected_digest != root.digest:
+        raise CopyError(
+            "push",
+            Origin.DESTINATION,
+            InvalidContentError(
+                f"destination digest {expected_digest} differs from the source's {root.digest}"
+            ),
+        )
+    await copy_graph(src, dst, root, opts, root_content=content, tags=tags)
+    return CopyResult(root, tuple(tags))
+
+
+async def copy_graph(
+    src: ReadOnlyTarget,
+    dst: Target,
+    root: Descriptor,
+    options: CopyOptions | None = None,
+    *,
+    root_content: bytes | None = None,
+    tags: Sequence[str] = (),
+) -> None:
+    """Copy the graph rooted at ``root`` from ``src`` to ``dst`` and tag the root with ``tags``."""
+    copier = _Copier(src, dst, options or CopyOptions())
+    if root_content is not None:
+        copier.manifests[root.digest] = root_content
+    await copier.run(root, tuple(tags))
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """Return the first real error of a task group, preferring it over cancellations."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            return _first_error(exc)
+        if not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return group.exceptions[0]
+
+
+def _as_source_error(op: str, exc: OrascpError) -> CopyError:
+    return exc if isinstance(exc, CopyError) else CopyError(op, Origin.SOURCE, exc)
+
+
+async def _attributed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Pass chunks through, labelling errors raised while reading them as the source's."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except OrascpError as exc:
+        raise _as_source_error("fetch", exc) from exc
+
+
+class _Copier:
+    """Carry the state of one copy: dedup futures, the manifest cache, the semaphore."""
+
+    def __init__(self, src: ReadOnlyTarget, dst: Target, options: CopyOptions) -> None:
+        self.src = src
+        self.dst = dst
+        self.opts = options
+        self.hooks = options.hooks
+        self.sem = asyncio.Semaphore(max(1, options.concurrency or DEFAULT_CONCURRENCY))
+        self.max_metadata = options.max_metadata_bytes or DEFAULT_MAX_METADATA_BYTES
+        self.find_successors = options.find_successors or default_successors
+        self.manifests: dict[str, bytes] = {}
+        self.nodes: dict[str, tuple[Descriptor, asyncio.Future[None]]] = {}
+        # Turned on by the first mount the destination refuses for lack of rights: one refusal
+        # is enough to know the rest would fail too, so the remaining blobs are copied directly.
+        self.mount_refused = False
+
+    async def run(self, root: Descriptor, tags: tuple[str, ...]) -> None:
+        try:
+            await self._visit(root, (), tags)
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
+
+    # -- graph walk -------------------------------------------------------------------------
+
+    async def _visit(
+        self, desc: Descriptor, path: tuple[str, ...], tags: tuple[str, ...] = ()
+    ) -> None:
+        if desc.digest in path:
+            raise _as_source_error(
+                "walk", InvalidContentError(f"{desc.digest} refers back to itself (a cycle)")
+            )
+        if len(path) >= MAX_GRAPH_DEPTH:
+            raise _as_source_error(
+                "walk", InvalidContentError(f"the graph is nested deeper than {MAX_GRAPH_DEPTH}")
+            )
+        seen = self.nodes.get(desc.digest)
+        if seen is not None:
+            owner, future = seen
+            if owner.size != desc.size:
+                raise _as_source_error(
+                    "walk",
+                    InvalidContentError(
+                        f"{desc.digest} is listed with sizes {owner.size} and {desc.size}"
+                    ),
+                )
+            # Shielded: cancelling one waiter must not cancel the copy another task owns.
+            await asyncio.shield(future)
+            if owner is not desc:
+                _call(self.hooks.on_deduplicated, desc)
+            return
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.nodes[desc.digest] = (desc, mine)
+        try:
+            await self._copy_node(desc, path, tags)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                mine.cancel()
+            else:
+                mine.set_exception(exc)
+                mine.exception()  # mark as retrieved: the owner reports it, not the waiters
+            raise
+        mine.set_result(None)
+
+    async def _copy_node(
+        self, desc: Descriptor, path: tuple[str, ...], tags: tuple[str, ...]
+    ) -> None:
+        async with self.sem:
+            exists = await self._dst("exists", self.dst.exists(desc))
+        if exists:
+            _call(self.hooks.on_copy_skipped, desc)
+            if tags:
+                await self._tag(desc, tags, pushed_with=None)
+            return
+        if not is_manifest(desc.media_type):
+            async with self.sem:
+                await self._copy_blob(desc)
+            return
+        content = await self._manifest(desc)
+        try:
+            children = self.find_successors(desc, content)
+        except OrascpError as exc:
+            raise _as_source_error("parse", exc) from exc
+        if children:
+            child_path = (*path, desc.digest)
+            async with asyncio.TaskGroup() as group:
+                for child in children:
+                    group.create_task(self._visit(child, child_path))
+        async with self.sem:
+            pushed_with = await self._push_manifest(desc, content, tags[0] if tags else None)
+        if tags:
+            await self._tag(desc, tags, pushed_with=pushed_with)
+
+    # -- source side ------------------------------------------------------------------------
+
+    async def _manifest(self, desc: Descriptor) -> bytes:
+        """Return a manifest's verified bytes, fetching them from the source only once."""
+        cached = self.manifests.get(desc.digest)
+        if cached is not None:
+            return cached
+        if desc.size > self.max_metadata:
+            raise _as_source_error(
+                "fetch",
+                SizeLimitError(
+                    f"manifest {desc.digest} is {desc.size} bytes, above the"
+                    f" {self.max_metadata}-byte limit for manifests"
+                ),
+            )
+        async with self.sem:
+            try:
+                async with self.src.fetch(desc) as chunks:
+                    # verified() stops at desc.size, so a lying source cannot make this grow.
+                    content = b"".join([chunk async for chunk in verified(chunks, desc)])
+            except OrascpError as exc:
+                raise _as_source_error("fetch", exc) from exc
+        self.manifests[desc.digest] = content
+        return content
+
+    @asynccontextmanager
+    async def _open_source(self, desc: Descriptor) -> AsyncIterator[AsyncIterator[bytes]]:
+        try:
+            stream = self.src.fetch(desc)
+            chunks = await stream.__aenter__()
+        except OrascpError as exc:
+            raise _as_source_error("fetch", exc) from exc
+        try:
+            yield _attributed(chunks)
+        except BaseException as exc:
+            if not await stream.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await stream.__aexit__(None, None, None)
+
+    # -- destination side -------------------------------------------------------------------
+
+    async def _dst(self, op: str, call: Coroutine[Any, Any, T]) -> T:
+        """Await a destination call, attributing its errors to the right side."""
+        try:
+            return await call
+        except CopyError:
+            raise
+        except VerificationError as exc:
+            # A target verifies what it is given; bad bytes came from the source.
+            raise CopyError("fetch", Origin.SOURCE, exc) from exc
+        except OrascpError as exc:
+            raise CopyError(op, Origin.DESTINATION, exc) from exc
+
+    async def _copy_blob(self, desc: Descriptor) -> None:
+        if isinstance(self.dst, Mounter) and self.opts.mount_from and not self.mount_refused:
+            candidates = list(self.opts.mount_from(desc))
+            if candidates and await self._mount(self.dst, desc, candidates):
+                return
+        await self._transfer(desc)
+
+    async def _mount(self, dst: Mounter, desc: Descriptor, candidates: list[str]) -> bool:
+        """Try each candidate in order; return whether the blob is now at the destination."""
+        fell_back = False
+
+        def fallback() -> FetchStream:
+            # Called by the destination only on the last candidate's 202: the bytes go into
+            # the upload session that answer opened, and this becomes an ordinary copy.
+            nonlocal fell_back
+            fell_back = True
+            _call(self.hooks.pre_copy, desc)
+            return self._open_source(desc)
+
+        for i, repository in enumerate(candidates):
+            last = i == len(candidates) - 1
+            try:
+                outcome = await self._dst(
+                    "mount", dst.mount(desc, repository, fallback if last else None)
+                )
+            except SkipNode:
+                return True
+            except CopyError as exc:
+                if fell_back or not isinstance(exc.cause, AuthenticationError):
+                    raise
+                # The destination's credentials may not read the source: copy instead.
+                self.mount_refused = True
+                return False
+            if outcome is MountOutcome.MOUNTED:
+                _call(self.hooks.on_mounted, desc)
+                return True
+            if outcome is MountOutcome.UPLOADED:
+                _call(self.hooks.post_copy, desc)
+                return True
+        return False
+
+    async def _transfer(self, desc: Descriptor) -> None:
+        try:
+            _call(self.hooks.pre_copy, desc)
+        except SkipNode:
+            return
+        try:
+            async with self._open_source(desc) as chunks:
+                await self._dst("push", self.dst.push(desc, chunks))
+        except CopyError as exc:
+            if not isinstance(exc.cause, AlreadyExistsError):
+                raise
+        _call(self.hooks.post_copy, desc)
+
+    async def _push_manifest(self, desc: Descriptor, content: bytes, tag: str | None) -> str | None:
+        """Push a manifest, by ``tag`` in the same request when the destination can; return it."""
+        try:
+            _call(self.hooks.pre_copy, desc)
+        except SkipNode:
+            return None
+        pushed_with = None
+        if tag is not None and isinstance(self.dst, ReferencePusher):
+            await self._dst("push", self.dst.push_reference(desc, content, tag))
+            pushed_with = tag
+        else:
+            try:
+                await self._dst("push", self.dst.push(desc, _one_chunk(content)))
+            except CopyError as exc:
+                if not isinstance(exc.cause, AlreadyExistsError):
+                    raise
+        _call(self.hooks.post_copy, desc)
+        return pushed_with
+
+    async def _tag(self, desc: Descriptor, tags: tuple[str, ...], pushed_with: str | None) -> None:
+        remaining = [t for t in tags if t != pushed_with]
+        if not remaining:
+            return
+        content = self.manifests.get(desc.digest)
+        dst = self.dst
+        if content is not None and isinstance(dst, ReferencePusher):
+            # One PUT per tag from the bytes already in memory, as oras's TagN does.
+            async def put(tag: str, content: bytes = content) -> None:
+                async with self.sem:
+                    await self._dst("tag", dst.push_reference(desc, content, tag))
+
+            async with asyncio.TaskGroup() as group:
+                for tag in remaining:
+                    group.create_task(put(tag))
+        else:
+            async with self.sem:
+                await self._dst("tag", self.dst.tag(desc, remaining))
+
+
+async def _one_chunk(content: bytes) -> AsyncIterator[bytes]:
+    yield content

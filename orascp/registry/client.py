@@ -1,0 +1,480 @@
+"""Talk to a registry over the OCI distribution API (distribution-spec v1.1).
+
+One :class:`RegistryClient` per registry holds one ``httpx.AsyncClient`` (one connection pool);
+a :class:`Repository` is a copy :class:`~orascp.content.Target` on one repository of it, and also a
+:class:`~orascp.content.Mounter`, a :class:`~orascp.content.ReferenceFetcher` and a
+:class:`~orascp.content.ReferencePusher`.
+
+Requests per operation, all sections of distribution-spec ``spec.md``:
+
+- resolve a tag: one ``GET /v2/<name>/manifests/<tag>`` accepting every manifest type
+  ("Pulling manifests"); the body is kept, so the root is never fetched twice;
+- exists: ``HEAD`` on ``blobs/<digest>`` or ``manifests/<digest>`` ("Checking if content exists");
+- blob upload: ``POST /v2/<name>/blobs/uploads/`` then a monolithic
+  ``PUT <Location>?digest=<digest>`` ("Pushing a blob monolithically", the POST-then-PUT form);
+- mount: ``POST /v2/<name>/blobs/uploads/?mount=<digest>&from=<other>``: 201 means mounted; 202
+  opens an ordinary upload session, which is used for the upload rather than opening another
+  ("Mounting a blob from another repository");
+- manifests: ``PUT /v2/<name>/manifests/<digest-or-tag>`` with the media type as Content-Type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+
+from orascp import __version__
+from orascp.content import FetchStream, MountOutcome
+from orascp.descriptor import (
+    MANIFEST_MEDIA_TYPES,
+    Descriptor,
+    compute_digest,
+    is_manifest,
+    validate_digest,
+)
+from orascp.errors import (
+    AuthenticationError,
+    ErrorDetail,
+    InvalidContentError,
+    NetworkError,
+    RegistryError,
+    RegistryNotFoundError,
+    SizeLimitError,
+    SizeMismatchError,
+    quote,
+)
+from orascp.verify import check_bytes, verified
+
+__all__ = ["RegistryClient", "RegistryOptions", "Repository"]
+
+# Generous for slow registries finishing a large upload; short enough to notice a dead one.
+CONNECT_TIMEOUT = 30.0
+READ_TIMEOUT = 120.0
+# A registry's error body is a few hundred bytes; more is not worth reading.
+MAX_ERROR_BODY = 64 * 1024
+# Manifests above this are refused before they are downloaded (oras, containerd agree on 4 MiB).
+DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+# Docker Hub's API host differs from the name people write.
+_HOST_ALIASES = {"docker.io": "registry-1.docker.io"}
+_MANIFEST_ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryOptions:
+    """Hold the connection settings of one side of a copy."""
+
+    plain_http: bool = False
+    # Keep-alive connections; a copy opens at most two per transfer (source GET, target PUT).
+    max_connections: int = 16
+    max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES
+
+
+def _media_type(response: httpx.Response) -> str:
+    value: str = response.headers.get("content-type", "")
+    return value.split(";", 1)[0].strip()
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    async for chunk in response.aiter_raw():
+        total += len(chunk)
+        if total > limit:
+            break
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+def _sanitize(text: str) -> str:
+    # Registry text reaches a terminal: drop control characters (escape sequences included).
+    return "".join(ch for ch in text if ch.isprintable())[:300]
+
+
+def _redact_url(url: httpx.URL) -> str:
+    # Upload locations carry opaque state (sometimes signatures) in their query: never print it.
+    return str(url.copy_with(query=None)) + ("?…" if url.query else "")
+
+
+async def error_from_response(response: httpx.Response) -> RegistryError:
+    """Build the error an unexpected answer stands for, parsing the spec's error body."""
+    body = b""
+    with contextlib.suppress(httpx.HTTPError):
+        body = await _read_capped(response, MAX_ERROR_BODY)
+    details: list[ErrorDetail] = []
+    try:
+        parsed = json.loads(body) if body else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and isinstance(parsed.get("errors"), list):
+        for item in parsed["errors"]:
+            if isinstance(item, dict):
+                details.append(
+                    ErrorDetail(
+                        _sanitize(str(item.get("code", "UNKNOWN"))),
+                        _sanitize(str(item.get("message", ""))),
+                    )
+                )
+    method = response.request.method
+    url = _redact_url(response.request.url)
+    status = response.status_code
+    cls: type[RegistryError] = RegistryError
+    if status in (401, 403):
+        cls = AuthenticationError
+    elif status == 404:
+        cls = RegistryNotFoundError
+    return cls(method, url, status, tuple(details))
+
+
+class RegistryClient:
+    """Hold the connection pool and settings for one registry."""
+
+    def __init__(
+        self,
+        registry: str,
+        options: RegistryOptions | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.registry = registry
+        self.options = options or RegistryOptions()
+        scheme = "http" if self.options.plain_http else "https"
+        host = _HOST_ALIASES.get(registry, registry)
+        self.base_url = f"{scheme}://{host}"
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(
+                CONNECT_TIMEOUT, read=READ_TIMEOUT, write=READ_TIMEOUT, pool=None
+            ),
+            limits=httpx.Limits(
+                max_connections=None,
+                max_keepalive_connections=self.options.max_connections,
+            ),
+            headers={
+                "User-Agent": f"orascp/{__version__}",
+                # Bytes are hashed as they arrive: any transfer encoding would change them.
+                "Accept-Encoding": "identity",
+            },
+            follow_redirects=False,
+        )
+
+    async def aclose(self) -> None:
+        """Close every pooled connection."""
+        await self._http.aclose()
+
+    def repository(self, name: str) -> Repository:
+        """Return the repository ``name`` of this registry."""
+        return Repository(self, name)
+
+    def url(self, path: str) -> httpx.URL:
+        """Return the absolute URL of an API path."""
+        return httpx.URL(self.base_url + path)
+
+    def network_error(self, method: str, url: httpx.URL, exc: httpx.HTTPError) -> NetworkError:
+        """Describe a transport failure of a request to this registry, with a hint."""
+        reason = str(exc) or type(exc).__name__
+        hint = None
+        if isinstance(exc, httpx.ConnectError):
+            hint = f"check that a registry is listening at {self.base_url}"
+            if url.scheme == "https" and "SSL" in reason.upper():
+                hint += " (it may speak plain HTTP: try --from-plain-http or --to-plain-http)"
+        elif isinstance(exc, httpx.TimeoutException):
+            reason = f"timed out ({type(exc).__name__})"
+        return NetworkError(f"{method} {_redact_url(url)}: {reason}", hint=hint)
+
+    async def send(
+        self,
+        method: str,
+        url: httpx.URL,
+        *,
+        headers: dict[str, str] | None = None,
+        content: bytes | AsyncIterable[bytes] | None = None,
+        stream: bool = False,
+        follow_redirects: bool = False,
+    ) -> httpx.Response:
+        """Send one request; transport failures become :class:`NetworkError`.
+
+        With ``stream`` the body is left unread: the caller must close the response.
+        """
+        request = self._http.build_request(method, url, headers=headers, content=content)
+        try:
+            return await self._http.send(request, stream=stream, follow_redirects=follow_redirects)
+        except httpx.HTTPError as exc:
+            raise self.network_error(method, url, exc) from None
+
+
+class Repository:
+    """Copy content to and from one repository of a registry."""
+
+    def __init__(self, client: RegistryClient, name: str) -> None:
+        self.client = client
+        self.name = name
+
+    @property
+    def registry(self) -> str:
+        """Return the registry this repository lives on."""
+        return self.client.registry
+
+    def _url(self, kind: str, reference: str) -> httpx.URL:
+        return self.client.url(f"/v2/{self.name}/{kind}/{reference}")
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def exists(self, desc: Descriptor) -> bool:
+        """Tell whether the repository holds ``desc`` (one HEAD)."""
+        validate_digest(desc.digest)
+        if is_manifest(desc.media_type):
+            # distribution answers 404 to a HEAD on an OCI manifest without the OCI Accept.
+            url = self._url("manifests", desc.digest)
+            headers = {"Accept": f"{desc.media_type}, {_MANIFEST_ACCEPT}"}
+        else:
+            url, headers = self._url("blobs", desc.digest), {}
+        response = await self.client.send("HEAD", url, headers=headers)
+        if response.status_code == 200:
+            return True
+        if response.status_code == 404:
+            return False
+        raise await error_from_response(response)
+
+    async def fetch_reference(self, reference: str) -> tuple[Descriptor, bytes]:
+        """Resolve a tag or digest and return the manifest's descriptor and verified bytes."""
+        url = self._url("manifests", reference)
+        response = await self.client.send(
+            "GET", url, headers={"Accept": _MANIFEST_ACCEPT}, stream=True
+        )
+        try:
+            if response.status_code != 200:
+                raise await error_from_response(response)
+            content = await self._read_manifest(response, url)
+        finally:
+            await response.aclose()
+        media_type = _media_type(response)
+        if media_type not in MANIFEST_MEDIA_TYPES:
+            declared = _declared_media_type(content)
+            if declared is None:
+                raise InvalidContentError(
+                    f"{self.registry}/{self.name}:{reference} was served as {quote(media_type)},"
+                    " which is not a manifest type orascp knows"
+                )
+            media_type = declared
+        if reference.startswith(("sha256:", "sha512:")):
+            algorithm = reference.split(":", 1)[0]
+            desc = Descriptor(media_type, reference, len(content))
+            check_bytes(desc, content)
+        else:
+            algorithm = "sha256"
+            desc = Descriptor(media_type, compute_digest(content), len(content))
+        header = response.headers.get("docker-content-digest")
+        if header and header.startswith(f"{algorithm}:") and header != desc.digest:
+            # distribution-spec: a client that uses this header MUST verify it.
+            raise InvalidContentError(
+                f"{self.registry}/{self.name}:{reference}: the registry says the manifest is"
+                f" {header}, but its bytes hash to {desc.digest}"
+            )
+        return desc, content
+
+    async def _read_manifest(self, response: httpx.Response, url: httpx.URL) -> bytes:
+        limit = self.client.options.max_manifest_bytes
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            raise SizeLimitError(
+                f"manifest at {_redact_url(url)} is {declared} bytes, above the {limit}-byte limit"
+            )
+        content = await self._read_body(response, url, limit)
+        if len(content) > limit:
+            raise SizeLimitError(f"manifest at {_redact_url(url)} is above the {limit}-byte limit")
+        return content
+
+    async def _read_body(self, response: httpx.Response, url: httpx.URL, limit: int) -> bytes:
+        try:
+            return await _read_capped(response, limit)
+        except httpx.HTTPError as exc:
+            raise self.client.network_error("GET", url, exc) from None
+
+    async def resolve(self, reference: str) -> Descriptor:
+        """Return the descriptor of a tag or digest."""
+        desc, _ = await self.fetch_reference(reference)
+        return desc
+
+    @asynccontextmanager
+    async def _open(self, desc: Descriptor) -> AsyncIterator[AsyncIterator[bytes]]:
+        validate_digest(desc.digest)
+        if is_manifest(desc.media_type):
+            url = self._url("manifests", desc.digest)
+            headers = {"Accept": desc.media_type}
+        else:
+            url, headers = self._url("blobs", desc.digest), {}
+        # Blob GETs may be redirected to object storage; httpx drops Authorization when the
+        # redirect leaves the registry's origin.
+        response = await self.client.send(
+            "GET", url, headers=headers, stream=True, follow_redirects=True
+        )
+        try:
+            if response.status_code != 200:
+                raise await error_from_response(response)
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) != desc.size:
+                raise SizeMismatchError(
+                    f"{desc.digest}: the registry announces {declared} bytes, the descriptor"
+                    f" says {desc.size}"
+                )
+            if is_manifest(desc.media_type) and _media_type(response) != desc.media_type:
+                raise InvalidContentError(
+                    f"{desc.digest} was served as {quote(_media_type(response))}, expected"
+                    f" {quote(desc.media_type)}"
+                )
+            encoding = response.headers.get("content-encoding", "identity").lower()
+            if encoding not in ("identity", ""):
+                raise InvalidContentError(
+                    f"{desc.digest} was served with Content-Encoding {quote(encoding)}; orascp asks"
+                    " for identity and verifies the bytes as stored"
+                )
+            yield self._raw_chunks(response, url)
+        finally:
+            await response.aclose()
+
+    async def _raw_chunks(self, response: httpx.Response, url: httpx.URL) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.aiter_raw():
+                yield chunk
+        except httpx.HTTPError as exc:
+            raise self.client.network_error("GET", url, exc) from None
+
+    def fetch(self, desc: Descriptor) -> FetchStream:
+        """Return a stream of the raw bytes of ``desc`` (verified by whoever consumes them)."""
+        return self._open(desc)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    async def push(self, desc: Descriptor, chunks: AsyncIterable[bytes]) -> None:
+        """Upload a blob (POST + PUT) or a manifest (PUT by digest), verifying on the way."""
+        validate_digest(desc.digest)
+        if is_manifest(desc.media_type):
+            content = b"".join([c async for c in verified(chunks, desc)])
+            await self._put_manifest(desc, content, desc.digest)
+            return
+        location = await self._start_upload()
+        await self._finish_upload(location, desc, chunks)
+
+    async def push_reference(self, desc: Descriptor, content: bytes, reference: str) -> None:
+        """Upload a manifest and tag it in one PUT."""
+        check_bytes(desc, content)
+        await self._put_manifest(desc, content, reference)
+
+    async def tag(self, desc: Descriptor, references: list[str]) -> None:
+        """Tag an existing manifest: fetch its bytes once, PUT them under each tag."""
+        if not references:
+            return
+        async with self.fetch(desc) as chunks:
+            content = b"".join([c async for c in verified(chunks, desc)])
+        await asyncio.gather(*(self._put_manifest(desc, content, ref) for ref in references))
+
+    async def _put_manifest(self, desc: Descriptor, content: bytes, reference: str) -> None:
+        url = self._url("manifests", reference)
+        response = await self.client.send(
+            "PUT", url, headers={"Content-Type": desc.media_type}, content=content
+        )
+        if response.status_code != 201:
+            raise await error_from_response(response)
+        returned = response.headers.get("docker-content-digest")
+        if returned and returned.startswith(f"{desc.algorithm}:") and returned != desc.digest:
+            raise InvalidContentError(f"the registry stored manifest {desc.digest} as {returned}")
+
+    async def _start_upload(self, query: str = "") -> httpx.Response:
+        url = self.client.url(f"/v2/{self.name}/blobs/uploads/{query}")
+        return await self.client.send("POST", url)
+
+    def _session_url(self, response: httpx.Response) -> httpx.URL:
+        """Return the upload session URL of a 202, refusing one on another origin."""
+        location = response.headers.get("location")
+        if not location:
+            raise InvalidContentError(
+                f"{self.registry} opened an upload session without a Location header"
+            )
+        url = response.request.url.join(location)
+        origin = response.request.url
+        if (url.scheme, url.host, url.port) != (origin.scheme, origin.host, origin.port):
+            # An upload URL elsewhere would receive our bytes and credentials: never follow it.
+            raise InvalidContentError(
+                f"{self.registry} sent the upload to another origin ({url.scheme}://{url.host});"
+                " refusing to upload there"
+            )
+        return url
+
+    async def _finish_upload(
+        self, started: httpx.Response, desc: Descriptor, chunks: AsyncIterable[bytes]
+    ) -> None:
+        if started.status_code != 202:
+            raise await error_from_response(started)
+        session = self._session_url(started)
+        url = session.copy_merge_params({"digest": desc.digest})
+        try:
+            response = await self.client.send(
+                "PUT",
+                url,
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(desc.size),
+                },
+                content=verified(chunks, desc),
+            )
+            if response.status_code != 201:
+                raise await error_from_response(response)
+        except BaseException:
+            await self._cancel_upload(session)
+            raise
+        returned = response.headers.get("docker-content-digest")
+        if returned and returned.startswith(f"{desc.algorithm}:") and returned != desc.digest:
+            raise InvalidContentError(f"the registry stored blob {desc.digest} as {returned}")
+
+    async def _cancel_upload(self, session: httpx.URL) -> None:
+        """Cancel an upload session (best effort: the spec says to ignore failures)."""
+        with contextlib.suppress(Exception):
+            # Shielded so that a Ctrl-C during an upload still cancels its session.
+            await asyncio.wait_for(asyncio.shield(self.client.send("DELETE", session)), timeout=5)
+
+    async def mount(
+        self,
+        desc: Descriptor,
+        from_repository: str,
+        fallback: Callable[[], FetchStream] | None,
+    ) -> MountOutcome:
+        """Mount a blob from another repository; on 202 upload ``fallback``'s bytes instead."""
+        validate_digest(desc.digest)
+        params = str(httpx.QueryParams({"mount": desc.digest, "from": from_repository}))
+        started = await self._start_upload(f"?{params}")
+        if started.status_code == 201:
+            returned = started.headers.get("docker-content-digest")
+            if returned and returned.startswith(f"{desc.algorithm}:") and returned != desc.digest:
+                raise InvalidContentError(
+                    f"the registry mounted {returned} when asked for {desc.digest}"
+                )
+            return MountOutcome.MOUNTED
+        if started.status_code != 202:
+            raise await error_from_response(started)
+        if fallback is None:
+            await self._cancel_upload(self._session_url(started))
+            return MountOutcome.NOT_MOUNTED
+        session = self._session_url(started)
+        try:
+            stream = fallback()
+        except BaseException:
+            await self._cancel_upload(session)
+            raise
+        async with stream as chunks:
+            await self._finish_upload(started, desc, chunks)
+        return MountOutcome.UPLOADED
+
+
+def _declared_media_type(content: bytes) -> str | None:
+    try:
+        obj = json.loads(content)
+    except ValueError:
+        return None
+    declared = obj.get("mediaType") if isinstance(obj, dict) else None
+    return declared if declared in MANIFEST_MEDIA_TYPES else None

@@ -1,0 +1,1 @@
+"""Help tests, the demo and the benchmark: real registries, sample artifacts, a plain pusher."""

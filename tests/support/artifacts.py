@@ -1,0 +1,262 @@
+"""Build sample OCI content without orascp: layouts written by hand, and a plain HTTP pusher.
+
+Tests seed their sources with these helpers so that what is checked (orascp) is never also what
+prepared the check.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+TITLE = "org.opencontainers.image.title"
+
+
+def digest_of(data: bytes) -> str:
+    """Return the sha256 digest of ``data``."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass
+class Blob:
+    """Content with its media type and optional annotations."""
+
+    media_type: str
+    data: bytes
+    annotations: dict[str, str] | None = None
+
+    @property
+    def digest(self) -> str:
+        return digest_of(self.data)
+
+    def descriptor(self, **extra: Any) -> dict[str, Any]:
+        desc: dict[str, Any] = {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": len(self.data),
+        }
+        if self.annotations:
+            desc["annotations"] = self.annotations
+        desc.update(extra)
+        return desc
+
+
+@dataclass
+class Artifact:
+    """A graph of content: every blob and manifest, and the root."""
+
+    root: Blob
+    blobs: list[Blob] = field(default_factory=list)  # everything but the root, children first
+
+    @property
+    def all(self) -> list[Blob]:
+        return [*self.blobs, self.root]
+
+    @property
+    def digest(self) -> str:
+        return self.root.digest
+
+
+def layer(data: bytes, title: str | None = None) -> Blob:
+    """Return a layer blob (labelled tar+gzip, as artifacts commonly are)."""
+    return Blob(OCI_LAYER_GZIP, data, {TITLE: title} if title else None)
+
+
+def tar_gz_layer(payload: bytes, name: str = "data.bin", title: str | None = None) -> Blob:
+    """Return a real gzip stream (level 0: stored, fast) around a real tar holding ``payload``."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(payload)
+        info.mtime = 0
+        tar.addfile(info, io.BytesIO(payload))
+    data = gzip.compress(raw.getvalue(), compresslevel=0, mtime=0)
+    return layer(data, title)
+
+
+def image(
+    layers: list[Blob],
+    config: bytes | None = None,
+    *,
+    artifact_type: str | None = None,
+    subject: Blob | None = None,
+    annotations: dict[str, str] | None = None,
+) -> Artifact:
+    """Return an OCI image manifest over ``layers``."""
+    cfg = Blob(
+        OCI_CONFIG,
+        config
+        if config is not None
+        else json.dumps(
+            {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+        ).encode(),
+    )
+    manifest: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": cfg.descriptor(),
+        "layers": [b.descriptor() for b in layers],
+    }
+    if artifact_type:
+        manifest["artifactType"] = artifact_type
+    if subject is not None:
+        manifest["subject"] = subject.descriptor()
+    if annotations:
+        manifest["annotations"] = annotations
+    root = Blob(OCI_MANIFEST, json.dumps(manifest, indent=2).encode())
+    unique: dict[str, Blob] = {}
+    for b in [cfg, *layers]:
+        unique.setdefault(b.digest, b)
+    return Artifact(root, list(unique.values()))
+
+
+def index(children: list[tuple[Artifact, dict[str, Any] | None]]) -> Artifact:
+    """Return an OCI image index over ``children`` (each with an optional platform)."""
+    manifests = []
+    blobs: dict[str, Blob] = {}
+    for child, platform in children:
+        extra = {"platform": platform} if platform else {}
+        manifests.append(child.root.descriptor(**extra))
+        for b in child.all:
+            blobs.setdefault(b.digest, b)
+    root = Blob(
+        OCI_INDEX,
+        json.dumps(
+            {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}, indent=2
+        ).encode(),
+    )
+    return Artifact(root, list(blobs.values()))
+
+
+def sample_image(seed: str = "sample", layers: int = 3, size: int = 4096) -> Artifact:
+    """Return an image of ``layers`` distinct titled layers of ``size`` pseudo-random bytes."""
+    blobs = [
+        tar_gz_layer(_pseudo_random(f"{seed}-{i}", size), title=f"{seed}-layer-{i}.tar.gz")
+        for i in range(layers)
+    ]
+    return image(blobs)
+
+
+def multi_platform(seed: str = "multi") -> Artifact:
+    """Return an index of three platform images that share one base layer."""
+    base = tar_gz_layer(_pseudo_random(f"{seed}-base", 8192), title="base.tar.gz")
+    children = []
+    for arch in ("amd64", "arm64", "s390x"):
+        own = tar_gz_layer(_pseudo_random(f"{seed}-{arch}", 4096), title=f"{arch}.tar.gz")
+        cfg = json.dumps({"architecture": arch, "os": "linux"}).encode()
+        children.append((image([base, own], cfg), {"architecture": arch, "os": "linux"}))
+    return index(children)
+
+
+def _pseudo_random(seed: str, size: int) -> bytes:
+    out = bytearray()
+    block = hashlib.sha256(seed.encode()).digest()
+    while len(out) < size:
+        block = hashlib.sha256(block).digest()
+        out += block
+    return bytes(out[:size])
+
+
+def write_layout(path: Path, artifact: Artifact, tag: str | None = None) -> None:
+    """Write ``artifact`` into an OCI image layout at ``path`` (created if missing)."""
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    for blob in artifact.all:
+        algorithm, encoded = blob.digest.split(":")
+        target = path / "blobs" / algorithm / encoded
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(blob.data)
+    index_path = path / "index.json"
+    idx = (
+        json.loads(index_path.read_text())
+        if index_path.exists()
+        else {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+    )
+    entry = artifact.root.descriptor()
+    if tag:
+        entry["annotations"] = {"org.opencontainers.image.ref.name": tag}
+    idx["manifests"].append(entry)
+    index_path.write_text(json.dumps(idx))
+
+
+def push(host: str, repository: str, artifact: Artifact, tag: str | None = None) -> None:
+    """Push ``artifact`` to a plain-HTTP registry with bare POST/PUT requests."""
+    base = f"http://{host}/v2/{repository}"
+    with httpx.Client(timeout=60) as client:
+        for blob in artifact.all:
+            if blob.media_type in (OCI_MANIFEST, OCI_INDEX):
+                ref = tag if blob is artifact.root and tag else blob.digest
+                r = client.put(
+                    f"{base}/manifests/{ref}",
+                    content=blob.data,
+                    headers={"Content-Type": blob.media_type},
+                )
+                r.raise_for_status()
+                continue
+            r = client.post(f"{base}/blobs/uploads/")
+            r.raise_for_status()
+            location = httpx.URL(f"{base}/blobs/uploads/").join(r.headers["location"])
+            r = client.put(
+                location.copy_merge_params({"digest": blob.digest}),
+                content=blob.data,
+                headers={"Content-Type": "application/octet-stream"},
+            )
+            r.raise_for_status()
+
+
+def fetch_manifest(host: str, repository: str, reference: str) -> tuple[str, bytes]:
+    """Return the media type and bytes of a manifest, read with a bare GET."""
+    r = httpx.get(
+        f"http://{host}/v2/{repository}/manifests/{reference}",
+        headers={"Accept": ", ".join([OCI_MANIFEST, OCI_INDEX])},
+        timeout=30,
+    )
+    r.raise_for_status()
+    return r.headers["content-type"], r.content
+
+
+def fetch_blob(host: str, repository: str, digest: str) -> bytes:
+    """Return a blob's bytes, read with a bare GET."""
+    r = httpx.get(f"http://{host}/v2/{repository}/blobs/{digest}", timeout=60)
+    r.raise_for_status()
+    return r.content
+
+
+def layout_blob(path: Path, digest: str) -> bytes:
+    """Return a blob's bytes from a layout directory."""
+    algorithm, encoded = digest.split(":")
+    return (path / "blobs" / algorithm / encoded).read_bytes()
+
+
+def layout_tags(path: Path) -> dict[str, str]:
+    """Return the layout's tags as ``{ref.name: digest}``."""
+    idx = json.loads((path / "index.json").read_text())
+    out = {}
+    for m in idx["manifests"]:
+        name = (m.get("annotations") or {}).get("org.opencontainers.image.ref.name")
+        if name:
+            out[name] = m["digest"]
+    return out
+
+
+def files_under(path: Path) -> list[str]:
+    """Return every file below ``path``, relative, sorted (to show nothing else was written)."""
+    if not path.exists():
+        return []
+    return sorted(
+        os.path.relpath(os.path.join(d, f), path) for d, _, fs in os.walk(path) for f in fs
+    )
