@@ -57,7 +57,11 @@ class Target(ReadOnlyTarget, Protocol):
         ...
 
     async def tag(self, desc: Descriptor, references: list[str]) -> None:
-        """Point each tag in ``references`` at the manifest ``desc``."""
+        """Point each tag in ``references`` at the manifest ``desc``.
+
+        With no references, record ``desc`` as an entry point where the target keeps such a list
+        (an OCI layout's ``index.json``); targets without one do nothing.
+        """
         ...
 
 

@@ -76,7 +76,7 @@ def validate_digest(digest: str) -> str:
 
     Every digest is checked here before it is used to build a URL or a file path.
     """
-    m = _DIGEST_RE.match(digest) if isinstance(digest, str) else None
+    m = _DIGEST_RE.fullmatch(digest) if isinstance(digest, str) else None
     if m is None or len(m.group(2)) != ALGORITHMS[m.group(1)]:
         raise InvalidContentError(
             f"invalid digest {quote(digest)}: expected sha256:<64 hex> or sha512:<128 hex>,"
@@ -119,7 +119,7 @@ class Descriptor:
         media_type = obj.get("mediaType")
         digest = obj.get("digest")
         size = obj.get("size")
-        if not isinstance(media_type, str) or not _MEDIA_TYPE_RE.match(media_type):
+        if not isinstance(media_type, str) or not _MEDIA_TYPE_RE.fullmatch(media_type):
             raise InvalidContentError(f"descriptor has an invalid mediaType {quote(media_type)}")
         if not isinstance(digest, str):
             raise InvalidContentError("descriptor has no digest")

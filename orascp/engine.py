@@ -166,6 +166,10 @@ async def copy_graph(
     if root_content is not None:
         copier.manifests[root.digest] = root_content
     await copier.run(root, tuple(tags))
+    if not tags:
+        # An untagged root is still an entry point where the target keeps a list of them (an
+        # OCI layout's index.json); elsewhere this is a no-op.
+        await copier.tag_untagged(root)
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -204,6 +208,8 @@ class _Copier:
         self.find_successors = options.find_successors or default_successors
         self.manifests: dict[str, bytes] = {}
         self.nodes: dict[str, tuple[Descriptor, asyncio.Future[None]]] = {}
+        # manifest digest -> digests of the children it is waiting for (for cycle detection)
+        self.waits: dict[str, set[str]] = {}
         # Turned on by the first mount the destination refuses for lack of rights: one refusal
         # is enough to know the rest would fail too, so the remaining blobs are copied directly.
         self.mount_refused = False
@@ -214,15 +220,40 @@ class _Copier:
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
 
+    def _add_waits(self, parent: Descriptor, children: list[Descriptor]) -> None:
+        """Record that ``parent`` waits for ``children``, refusing a wait that closes a cycle.
+
+        Verified content cannot form a cycle (a digest would have to contain itself), but a
+        custom ``find_successors`` can; two nodes waiting on each other would hang forever.
+        """
+        waits = self.waits.setdefault(parent.digest, set())
+        for child in children:
+            if self._reaches(child.digest, parent.digest):
+                raise _as_source_error(
+                    "walk",
+                    InvalidContentError(f"{parent.digest} refers back to itself (a cycle)"),
+                )
+            waits.add(child.digest)
+
+    def _reaches(self, start: str, target: str) -> bool:
+        stack, seen = [start], set()
+        while stack:
+            node = stack.pop()
+            if node == target:
+                return True
+            if node not in seen:
+                seen.add(node)
+                stack.extend(self.waits.get(node, ()))
+        return False
+
+    async def tag_untagged(self, root: Descriptor) -> None:
+        await self._dst("tag", self.dst.tag(root, []))
+
     # -- graph walk -------------------------------------------------------------------------
 
     async def _visit(
         self, desc: Descriptor, path: tuple[str, ...], tags: tuple[str, ...] = ()
     ) -> None:
-        if desc.digest in path:
-            raise _as_source_error(
-                "walk", InvalidContentError(f"{desc.digest} refers back to itself (a cycle)")
-            )
         if len(path) >= MAX_GRAPH_DEPTH:
             raise _as_source_error(
                 "walk", InvalidContentError(f"the graph is nested deeper than {MAX_GRAPH_DEPTH}")
@@ -275,10 +306,14 @@ class _Copier:
         except OrascpError as exc:
             raise _as_source_error("parse", exc) from exc
         if children:
+            self._add_waits(desc, children)
             child_path = (*path, desc.digest)
-            async with asyncio.TaskGroup() as group:
-                for child in children:
-                    group.create_task(self._visit(child, child_path))
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for child in children:
+                        group.create_task(self._visit(child, child_path))
+            finally:
+                del self.waits[desc.digest]
         async with self.sem:
             pushed_with = await self._push_manifest(desc, content, tags[0] if tags else None)
         if tags:

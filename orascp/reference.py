@@ -38,7 +38,7 @@ _MAX_NAME_LENGTH = 255
 
 def validate_tag(tag: str, *, what: str = "tag") -> str:
     """Return ``tag`` if it is a valid tag; raise :class:`InvalidReferenceError` otherwise."""
-    if not _TAG_RE.match(tag):
+    if not _TAG_RE.fullmatch(tag):
         if len(tag) > 128:
             reason = f"{what} is {len(tag)} characters long; the limit is 128"
         elif not tag:
@@ -80,7 +80,7 @@ def _split_host(host: str) -> tuple[str, int | None]:
     else:
         name, sep, rest = host.partition(":")
         rest = sep + rest
-        if not _HOSTNAME_RE.match(name):
+        if not _HOSTNAME_RE.fullmatch(name):
             hint = " (an IPv6 address needs brackets: [::1]:5000)" if host.count(":") > 1 else ""
             raise InvalidReferenceError(f"registry {quote(host)} is not a valid host name{hint}")
     if not rest:
@@ -88,7 +88,8 @@ def _split_host(host: str) -> tuple[str, int | None]:
     if not rest.startswith(":"):
         raise InvalidReferenceError(f"registry {quote(host)} is not a valid host name")
     port_text = rest[1:]
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+    # isdigit() alone accepts non-ASCII (e.g. full-width) digits, which httpx would reinterpret.
+    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
         raise InvalidReferenceError(
             f"registry {quote(host)} has an invalid port {quote(port_text)}"
         )
@@ -174,8 +175,8 @@ def _parse_registry_reference(raw: str) -> RegistryReference:
         validate_tag(tag)
     if not rest:
         raise InvalidReferenceError("missing repository")
-    if not _REPOSITORY_RE.match(rest):
-        if rest.lower() != rest and _REPOSITORY_RE.match(rest.lower()):
+    if not _REPOSITORY_RE.fullmatch(rest):
+        if rest.lower() != rest and _REPOSITORY_RE.fullmatch(rest.lower()):
             raise InvalidReferenceError(f"repository {quote(rest)} must be lowercase")
         raise InvalidReferenceError(
             f"repository {quote(rest)} is invalid: use lowercase letters and digits, separated by "

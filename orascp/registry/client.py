@@ -81,13 +81,14 @@ def _media_type(response: httpx.Response) -> str:
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """Read at most ``limit + 1`` bytes: one more than allowed tells the caller it was too long."""
     parts: list[bytes] = []
     total = 0
     async for chunk in response.aiter_raw():
-        total += len(chunk)
+        parts.append(chunk[: limit + 1 - total])
+        total += len(parts[-1])
         if total > limit:
             break
-        parts.append(chunk)
     return b"".join(parts)
 
 
@@ -105,7 +106,10 @@ async def error_from_response(response: httpx.Response) -> RegistryError:
     """Build the error an unexpected answer stands for, parsing the spec's error body."""
     body = b""
     with contextlib.suppress(httpx.HTTPError):
-        body = await _read_capped(response, MAX_ERROR_BODY)
+        try:
+            body = response.content[:MAX_ERROR_BODY]  # already read (a non-streamed request)
+        except httpx.ResponseNotRead:
+            body = await _read_capped(response, MAX_ERROR_BODY)
     details: list[ErrorDetail] = []
     try:
         parsed = json.loads(body) if body else None
@@ -358,8 +362,13 @@ class Repository:
             content = b"".join([c async for c in verified(chunks, desc)])
             await self._put_manifest(desc, content, desc.digest)
             return
-        location = await self._start_upload()
-        await self._finish_upload(location, desc, chunks)
+        started = await self._start_upload()
+        session = await self._session_url(started)
+        try:
+            await self._finish_upload(session, desc, chunks)
+        except BaseException:
+            await self._cancel_upload(session)
+            raise
 
     async def push_reference(self, desc: Descriptor, content: bytes, reference: str) -> None:
         """Upload a manifest and tag it in one PUT."""
@@ -389,8 +398,10 @@ class Repository:
         url = self.client.url(f"/v2/{self.name}/blobs/uploads/{query}")
         return await self.client.send("POST", url)
 
-    def _session_url(self, response: httpx.Response) -> httpx.URL:
+    async def _session_url(self, response: httpx.Response) -> httpx.URL:
         """Return the upload session URL of a 202, refusing one on another origin."""
+        if response.status_code != 202:
+            raise await error_from_response(response)
         location = response.headers.get("location")
         if not location:
             raise InvalidContentError(
@@ -407,27 +418,21 @@ class Repository:
         return url
 
     async def _finish_upload(
-        self, started: httpx.Response, desc: Descriptor, chunks: AsyncIterable[bytes]
+        self, session: httpx.URL, desc: Descriptor, chunks: AsyncIterable[bytes]
     ) -> None:
-        if started.status_code != 202:
-            raise await error_from_response(started)
-        session = self._session_url(started)
+        """Send the whole blob into an open upload session with one PUT (the caller cancels)."""
         url = session.copy_merge_params({"digest": desc.digest})
-        try:
-            response = await self.client.send(
-                "PUT",
-                url,
-                headers={
-                    "Content-Type": "application/octet-stream",
-                    "Content-Length": str(desc.size),
-                },
-                content=verified(chunks, desc),
-            )
-            if response.status_code != 201:
-                raise await error_from_response(response)
-        except BaseException:
-            await self._cancel_upload(session)
-            raise
+        response = await self.client.send(
+            "PUT",
+            url,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(desc.size),
+            },
+            content=verified(chunks, desc),
+        )
+        if response.status_code != 201:
+            raise await error_from_response(response)
         returned = response.headers.get("docker-content-digest")
         if returned and returned.startswith(f"{desc.algorithm}:") and returned != desc.digest:
             raise InvalidContentError(f"the registry stored blob {desc.digest} as {returned}")
@@ -455,19 +460,16 @@ class Repository:
                     f"the registry mounted {returned} when asked for {desc.digest}"
                 )
             return MountOutcome.MOUNTED
-        if started.status_code != 202:
-            raise await error_from_response(started)
+        session = await self._session_url(started)
         if fallback is None:
-            await self._cancel_upload(self._session_url(started))
+            await self._cancel_upload(session)
             return MountOutcome.NOT_MOUNTED
-        session = self._session_url(started)
         try:
-            stream = fallback()
+            async with fallback() as chunks:
+                await self._finish_upload(session, desc, chunks)
         except BaseException:
             await self._cancel_upload(session)
             raise
-        async with stream as chunks:
-            await self._finish_upload(started, desc, chunks)
         return MountOutcome.UPLOADED
 
 
