@@ -48,6 +48,9 @@ from orascp.verify import verified
 __all__ = ["REF_NAME_ANNOTATION", "OCILayout"]
 
 REF_NAME_ANNOTATION = "org.opencontainers.image.ref.name"
+# What a layout directory may hold while orascp is still creating it.
+_LAYOUT_ENTRIES = frozenset({"oci-layout", "index.json", "blobs", "ingest"})
+_TEMP_PREFIXES = (".oci-layout.", ".index.json.")
 LAYOUT_VERSION = "1.0.0"
 # Large reads keep per-chunk overhead low; 1 MiB is what the hashing and socket layers like.
 READ_CHUNK = 1024 * 1024
@@ -105,13 +108,27 @@ class OCILayout:
                     f"destination {layout.path} exists and is not a directory",
                     hint="give the path of a new or existing OCI layout directory",
                 )
-            if not layout._check_layout_file(required=False) and any(layout.path.iterdir()):
-                raise InvalidContentError(
-                    f"destination {layout.path} is a non-empty directory without an oci-layout"
-                    " file; refusing to write into it",
-                    hint="give the path of a new or empty directory, or of an OCI layout",
-                )
+            if not layout._check_layout_file(required=False):
+                layout._refuse_foreign_files()
         return layout
+
+    def _refuse_foreign_files(self) -> None:
+        """Refuse a directory holding anything but what a layout being created may hold.
+
+        Another orascp process may be creating the layout right now (or was killed while doing
+        it), so ``blobs/``, ``ingest/``, ``index.json`` and our temporary files are tolerated.
+        """
+        foreign = [
+            entry.name
+            for entry in self.path.iterdir()
+            if entry.name not in _LAYOUT_ENTRIES and not entry.name.startswith(_TEMP_PREFIXES)
+        ]
+        if foreign:
+            raise InvalidContentError(
+                f"destination {self.path} is a non-empty directory without an oci-layout"
+                f" file (it holds {quote(sorted(foreign)[0])}); refusing to write into it",
+                hint="give the path of a new or empty directory, or of an OCI layout",
+            )
 
     def _check_layout_file(self, *, required: bool) -> bool:
         marker = self.path / "oci-layout"
@@ -141,15 +158,18 @@ class OCILayout:
         if self._initialised:
             return
         try:
-            (self.path / "blobs").mkdir(parents=True, exist_ok=True)
+            self.path.mkdir(parents=True, exist_ok=True)
             with self._locked():
-                if not (self.path / "oci-layout").exists():
+                if not self._check_layout_file(required=False):
+                    # Checked again under the lock: open_destination could only look.
+                    self._refuse_foreign_files()
                     self._write_atomic(
                         self.path / "oci-layout",
                         json.dumps({"imageLayoutVersion": LAYOUT_VERSION}).encode(),
                     )
                 if not (self.path / "index.json").exists():
                     self._write_atomic(self.path / "index.json", _encode_index(_empty_index()))
+                (self.path / "blobs").mkdir(exist_ok=True)
         except OSError as exc:
             raise _io_error("create the layout in", self.path, exc) from None
         self._initialised = True
