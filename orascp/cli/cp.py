@@ -61,7 +61,7 @@ class CopyRequest:
     mount: bool
 
 
-def _side(raw: str, *, layout: bool, plain_http: bool | None, role: str) -> Side:
+def _side(raw: str, *, layout: bool, plain_http: bool | None) -> Side:
     if layout:
         return LayoutSide(parse_layout_reference(raw), raw)
     return RegistrySide(parse_registry_reference(raw), raw, plain_http)
@@ -85,14 +85,14 @@ def parse_request(
         raise UsageError("--to-plain-http cannot be used with --to-oci-layout")
     if concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, got {concurrency}")
-    src = _side(source, layout=from_oci_layout, plain_http=from_plain_http or None, role="source")
+    src = _side(source, layout=from_oci_layout, plain_http=from_plain_http or None)
     if src.reference.reference is None:
         raise InvalidReferenceError(
             f"source {quote(source)} has no tag or digest",
             hint='name what to copy, as "<name>:<tag>" or "<name>@<digest>"',
         )
     first, extra = split_tags(destination)
-    dst = _side(first, layout=to_oci_layout, plain_http=to_plain_http or None, role="destination")
+    dst = _side(first, layout=to_oci_layout, plain_http=to_plain_http or None)
     ref = dst.reference
     if ref.tag and ref.digest:
         raise InvalidReferenceError(
@@ -199,10 +199,8 @@ def run_copy(request: CopyRequest, env: Environment) -> ExitStatus:
         env.error("terminated; run the same command again to finish the copy")
         return ExitStatus.TERMINATED
     out = env.stdout
-    destination = request.destination.raw.split(",", 1)[0]
-    source_kind = describe(request.source).split(" ", 1)[0]
-    dest_kind = describe(request.destination).split(" ", 1)[0]
-    out.write(f"Copied {source_kind} {request.source.raw} => {dest_kind} {destination}\n")
+    # The destination is shown with its first tag only, as oras does.
+    out.write(f"Copied {describe(request.source)} => {describe(request.destination)}\n")
     for tag in request.tags[1:]:
         out.write(f"Tagged {tag}\n")
     out.write(f"Digest: {root.digest}\n")
