@@ -127,3 +127,30 @@ def test_layer_listed_twice_is_copied_once(
     else:
         assert fetch_manifest(dst_registry.host, dst, "v1") == (art.root.media_type, art.root.data)
         assert_registry_holds(dst_registry.host, dst, art)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("destination", ["registry", "layout"])
+def test_index_of_manifests_of_layers_copies_with_concurrency_one(
+    destination: str, registry: Registry, other_registry: Registry, repo: str, tmp_path: Path
+) -> None:
+    # Three levels (index -> manifests -> blobs) with a single transfer slot: a parent that held
+    # its slot while waiting for its children would deadlock here.
+    art = multi_platform(repo)
+    src = f"{repo}/src"
+    push(registry.host, src, art, "v1")
+    if destination == "registry":
+        target = [f"{other_registry.host}/{repo}/dst:v1"]
+    else:
+        target = ["--to-oci-layout", f"{tmp_path / 'out'}:v1"]
+
+    res = run_orascp("cp", "--concurrency", "1", f"{registry.host}/{src}:v1", *target, timeout=60)
+
+    assert res.returncode == 0, res.describe()
+    assert res.lines[-1] == f"Digest: {art.digest}"
+    assert len(res.verbs("Copied")) == len(art.all)
+    if destination == "registry":
+        assert_registry_holds(other_registry.host, f"{repo}/dst", art)
+    else:
+        assert_layout_holds(tmp_path / "out", art)
+        assert layout_tags(tmp_path / "out") == {"v1": art.digest}
