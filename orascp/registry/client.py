@@ -49,6 +49,7 @@ from orascp.errors import (
     SizeMismatchError,
     quote,
 )
+from orascp.registry.transport import AsyncioTransport
 from orascp.verify import check_bytes, verified
 
 __all__ = ["RegistryClient", "RegistryOptions", "Repository"]
@@ -150,14 +151,12 @@ class RegistryClient:
         scheme = "http" if self.options.plain_http else "https"
         host = _HOST_ALIASES.get(registry, registry)
         self.base_url = f"{scheme}://{host}"
+        if transport is None:
+            transport = AsyncioTransport(max_idle_per_origin=self.options.max_connections)
         self._http = httpx.AsyncClient(
             transport=transport,
             timeout=httpx.Timeout(
                 CONNECT_TIMEOUT, read=READ_TIMEOUT, write=READ_TIMEOUT, pool=None
-            ),
-            limits=httpx.Limits(
-                max_connections=None,
-                max_keepalive_connections=self.options.max_connections,
             ),
             headers={
                 "User-Agent": f"orascp/{__version__}",
