@@ -1,0 +1,1 @@
+"""Benchmark harness: orascp against skopeo and curl floors on local docker-registry processes."""
