@@ -24,11 +24,12 @@ import httpx
 
 __all__ = ["AsyncioTransport"]
 
-# Big enough that a gigabyte is a few thousand reads, small enough that buffers stay flat:
-# at most twice this is buffered per connection before asyncio stops reading the socket.
-READ_SIZE = 256 * 1024
-# An upload writes until this much is queued, then waits for the kernel to take it.
-WRITE_BUFFER_HIGH = 1024 * 1024
+# Reads and queued writes per connection. Larger values save little CPU (measured: 256 KiB reads
+# and a 1 MiB write queue gained nothing in wall time) but let peak RSS grow with the size of the
+# copy until the buffers reach steady state (35 MiB at 100 MiB, 40 MiB at 1 GiB); at these sizes
+# it stays flat, about 33 MiB for both.
+READ_SIZE = 128 * 1024
+WRITE_BUFFER_HIGH = 256 * 1024
 
 Origin = tuple[str, str, int]
 
