@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from orascp.content import ReadOnlyTarget, Target
-from orascp.ocilayout import OCILayout
 from orascp.reference import LayoutReference, RegistryReference, is_loopback_host
-from orascp.registry.client import RegistryClient, RegistryOptions, Repository
+
+if TYPE_CHECKING:
+    from orascp.ocilayout import OCILayout
+    from orascp.registry.client import RegistryClient, Repository
 
 __all__ = ["LayoutSide", "OpenTargets", "RegistrySide", "Side", "describe", "open_targets"]
 
@@ -67,6 +70,11 @@ async def open_targets(
     source: Side, destination: Side, *, concurrency: int
 ) -> AsyncIterator[OpenTargets]:
     """Open both sides, sharing one registry client where they are on the same registry."""
+    # Imported here, not at the top: --help needs neither asyncio nor httpx, and a
+    # layout-to-layout copy needs no httpx.
+    from orascp.ocilayout import OCILayout
+    from orascp.registry.client import RegistryClient, RegistryOptions, Repository
+
     clients: dict[tuple[str, bool], RegistryClient] = {}
     layouts: list[OCILayout] = []
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
 from dataclasses import dataclass
 from typing import Annotated
@@ -158,6 +156,8 @@ async def _run(request: CopyRequest, env: Environment) -> Descriptor:
 
 def _run_with_signals(request: CopyRequest, env: Environment) -> Descriptor:
     """Run the copy; SIGTERM cancels it like Ctrl-C does, so cleanup code runs either way."""
+    import asyncio  # not at the top: --help does not need it
+    import signal
 
     async def main() -> Descriptor:
         task = asyncio.current_task()
