@@ -174,12 +174,13 @@ async def copy_graph(
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """Return the first real error of a task group, preferring it over cancellations."""
+    fallback: BaseException | None = None
     for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            return _first_error(exc)
-        if not isinstance(exc, asyncio.CancelledError):
-            return exc
-    return group.exceptions[0]
+        found = _first_error(exc) if isinstance(exc, BaseExceptionGroup) else exc
+        if not isinstance(found, asyncio.CancelledError):
+            return found
+        fallback = fallback or found
+    return fallback or group.exceptions[0]
 
 
 def _as_source_error(op: str, exc: OrascpError) -> CopyError:
