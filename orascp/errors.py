@@ -17,6 +17,7 @@ The tree::
     │   ├── RegistryNotFoundError 404 (also a NotFoundError)
     │   └── AuthenticationError   401 or 403
     ├── NetworkError              the registry could not be reached or stopped answering
+    │   └── TLSError              its certificate could not be verified
     └── CopyError                 any of the above, tagged with the side and operation
 
 Every error carries a short kebab-case ``reference`` and an optional ``hint``; rendering is left to
@@ -45,6 +46,7 @@ __all__ = [
     "RegistryNotFoundError",
     "SizeLimitError",
     "SizeMismatchError",
+    "TLSError",
     "UnsupportedError",
     "UsageError",
     "VerificationError",
@@ -197,6 +199,12 @@ class NetworkError(OrascpError):
     """Report a registry that could not be reached or stopped answering."""
 
     reference = "network-error"
+
+
+class TLSError(NetworkError):
+    """Report a TLS certificate that could not be verified."""
+
+    reference = "tls-verification"
 
 
 class CopyError(OrascpError):

@@ -9,17 +9,26 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from orascp.content import ReadOnlyTarget, Target
 from orascp.reference import LayoutReference, RegistryReference, is_loopback_host
+from orascp.registry.credentials import Credential
 
 if TYPE_CHECKING:
     from orascp.ocilayout import OCILayout
-    from orascp.registry.client import RegistryClient, Repository
+    from orascp.registry.client import RegistryClient, RegistryOptions, Repository
 
-__all__ = ["LayoutSide", "OpenTargets", "RegistrySide", "Side", "describe", "open_targets"]
+__all__ = [
+    "LayoutSide",
+    "OpenTargets",
+    "RegistrySide",
+    "Side",
+    "check_login",
+    "describe",
+    "open_targets",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,14 +37,38 @@ class RegistrySide:
 
     reference: RegistryReference
     raw: str
-    # None: decide by host (plain HTTP for loopback hosts only).
+    # None: decide by host (plain HTTP for loopback hosts without TLS options only).
     plain_http: bool | None = None
+    credential: Credential = field(default_factory=Credential)
+    ca_file: str | None = None
+    insecure: bool = False
+    cert_file: str | None = None
+    key_file: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
     def use_plain_http(self) -> bool:
-        """Return whether to speak plain HTTP to this side's registry."""
+        """Return whether to speak plain HTTP to this side's registry.
+
+        Loopback hosts default to plain HTTP, but any TLS option means the user expects TLS.
+        """
         if self.plain_http is not None:
             return self.plain_http
+        if self.ca_file or self.insecure or self.cert_file:
+            return False
         return is_loopback_host(self.reference.hostname)
+
+    def connection_key(self) -> tuple[object, ...]:
+        """Return what must be equal for two sides to share one client (and its token)."""
+        return (
+            self.reference.registry,
+            self.use_plain_http(),
+            self.credential,
+            self.ca_file,
+            self.insecure,
+            self.cert_file,
+            self.key_file,
+            self.headers,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +80,10 @@ class LayoutSide:
 
 
 Side = RegistrySide | LayoutSide
+
+
+def _same_registry(a: RegistrySide, b: RegistrySide) -> bool:
+    return a.reference.registry == b.reference.registry and a.use_plain_http() == b.use_plain_http()
 
 
 def describe(side: Side) -> str:
@@ -73,44 +110,78 @@ async def open_targets(
     # Imported here, not at the top: --help needs neither asyncio nor httpx, and a
     # layout-to-layout copy needs no httpx.
     from orascp.ocilayout import OCILayout
-    from orascp.registry.client import RegistryClient, RegistryOptions, Repository
+    from orascp.registry.client import RegistryClient
 
-    clients: dict[tuple[str, bool], RegistryClient] = {}
+    clients: dict[tuple[object, ...], RegistryClient] = {}
     layouts: list[OCILayout] = []
 
-    def repository(side: RegistrySide) -> Repository:
-        key = (side.reference.registry, side.use_plain_http())
+    def repository(side: RegistrySide, *scopes: str) -> Repository:
+        key = side.connection_key()
         client = clients.get(key)
         if client is None:
             # Two connections per transfer (source GET, destination PUT), a few spare.
-            options = RegistryOptions(plain_http=key[1], max_connections=2 * concurrency + 4)
-            client = clients[key] = RegistryClient(key[0], options)
+            options = _registry_options(side, max_connections=2 * concurrency + 4)
+            client = clients[key] = RegistryClient(side.reference.registry, options)
+        # One token per registry for the whole copy: ask for every scope it will need.
+        client.auth.add_scopes(*scopes)
         return client.repository(side.reference.repository)
 
     try:
         src: ReadOnlyTarget
         dst: Target
         if isinstance(source, RegistrySide):
-            src = repository(source)
+            src = repository(source, f"repository:{source.reference.repository}:pull")
         else:
             src = OCILayout.open_source(source.reference.path)
         if isinstance(destination, RegistrySide):
-            dst = repository(destination)
+            scopes = [f"repository:{destination.reference.repository}:pull,push"]
+            if isinstance(source, RegistrySide) and _same_registry(source, destination):
+                # A mount needs pull on the source repository, in the destination's token.
+                scopes.append(f"repository:{source.reference.repository}:pull")
+            dst = repository(destination, *scopes)
         else:
             layout = OCILayout.open_destination(destination.reference.path)
             layouts.append(layout)
             dst = layout
         mount_source = None
         if (
-            isinstance(src, Repository)
-            and isinstance(dst, Repository)
-            and src.client is dst.client
-            and src.name != dst.name
+            isinstance(source, RegistrySide)
+            and isinstance(destination, RegistrySide)
+            and _same_registry(source, destination)
+            and source.reference.repository != destination.reference.repository
         ):
-            mount_source = src.name
+            # With other credentials on each side the destination's token may not cover the
+            # source: the first refused mount turns mounting off and the copy goes on.
+            mount_source = source.reference.repository
         yield OpenTargets(src, dst, mount_source)
     finally:
         for layout in layouts:
             layout.close()
         for client in clients.values():
             await client.aclose()
+
+
+async def check_login(side: RegistrySide) -> None:
+    """Verify the side's credentials against its registry (``orascp login``)."""
+    from orascp.registry.client import RegistryClient
+
+    client = RegistryClient(side.reference.registry, _registry_options(side))
+    try:
+        await client.check_credentials()
+    finally:
+        await client.aclose()
+
+
+def _registry_options(side: RegistrySide, **extra: int) -> RegistryOptions:
+    from orascp.registry.client import RegistryOptions
+
+    return RegistryOptions(
+        plain_http=side.use_plain_http(),
+        credential=side.credential,
+        ca_file=side.ca_file,
+        insecure=side.insecure,
+        cert_file=side.cert_file,
+        key_file=side.key_file,
+        headers=side.headers,
+        **extra,
+    )

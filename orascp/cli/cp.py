@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from orascp.cli.env import Environment
+from orascp.cli.options import SideFlags, resolve_side
 from orascp.descriptor import Descriptor
 from orascp.errors import (
     CopyError,
@@ -25,7 +26,7 @@ from orascp.reference import (
     parse_registry_reference,
     split_tags,
 )
-from orascp.targets import LayoutSide, RegistrySide, Side, describe
+from orascp.targets import RegistrySide, Side, describe
 
 __all__ = ["CopyRequest", "parse_request", "register", "run_copy"]
 
@@ -59,39 +60,30 @@ class CopyRequest:
     mount: bool
 
 
-def _side(raw: str, *, layout: bool, plain_http: bool | None) -> Side:
-    if layout:
-        return LayoutSide(parse_layout_reference(raw), raw)
-    return RegistrySide(parse_registry_reference(raw), raw, plain_http)
-
-
 def parse_request(
     source: str,
     destination: str,
+    src_flags: SideFlags,
+    dst_flags: SideFlags,
     *,
-    from_oci_layout: bool = False,
-    to_oci_layout: bool = False,
-    from_plain_http: bool = False,
-    to_plain_http: bool = False,
+    env: Environment,
     concurrency: int = 3,
     mount: bool = True,
 ) -> CopyRequest:
     """Validate every reference and flag before anything touches the network or the disk."""
-    if from_oci_layout and from_plain_http:
-        raise UsageError("--from-plain-http cannot be used with --from-oci-layout")
-    if to_oci_layout and to_plain_http:
-        raise UsageError("--to-plain-http cannot be used with --to-oci-layout")
     if concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, got {concurrency}")
-    src = _side(source, layout=from_oci_layout, plain_http=from_plain_http or None)
-    if src.reference.reference is None:
-        raise InvalidReferenceError(
-            f"source {quote(source)} has no tag or digest",
-            hint='name what to copy, as "<name>:<tag>" or "<name>@<digest>"',
+    if src_flags.password_stdin and dst_flags.password_stdin:
+        raise UsageError(
+            "--from-password-stdin and --to-password-stdin cannot both read standard input"
         )
     first, extra = split_tags(destination)
-    dst = _side(first, layout=to_oci_layout, plain_http=to_plain_http or None)
-    ref = dst.reference
+    # Both references are checked before any credential is looked up.
+    if src_flags.oci_layout:
+        parse_layout_reference(source)
+    else:
+        parse_registry_reference(source)
+    ref = parse_layout_reference(first) if dst_flags.oci_layout else parse_registry_reference(first)
     if ref.tag and ref.digest:
         raise InvalidReferenceError(
             f"destination {quote(first)} has both a tag and a digest; give one of them"
@@ -100,6 +92,13 @@ def parse_request(
         raise InvalidReferenceError(
             f"destination {quote(destination)} is a digest; extra tags need a tag destination"
         )
+    src = resolve_side(source, src_flags, env)
+    if src.reference.reference is None:
+        raise InvalidReferenceError(
+            f"source {quote(source)} has no tag or digest",
+            hint='name what to copy, as "<name>:<tag>" or "<name>@<digest>"',
+        )
+    dst = resolve_side(first, dst_flags, env)
     tags = ((ref.tag,) if ref.tag else ()) + extra
     return CopyRequest(src, dst, tags, ref.digest, concurrency, mount)
 
@@ -208,49 +207,76 @@ def run_copy(request: CopyRequest, env: Environment) -> ExitStatus:
     return ExitStatus.OK
 
 
+SOURCE_HELP = (
+    "What to copy: <registry>/<repo>{:<tag>|@<digest>}, or a layout path with --from-oci-layout."
+)
+DESTINATION_HELP = (
+    "Where to copy it: <registry>/<repo>[:<tag>[,<tag>...]], or a layout path with --to-oci-layout."
+)
+_SIDE_HELP = {
+    "oci-layout": "The {side} is an OCI image layout directory.",
+    "plain-http": "Speak plain HTTP to the {side} registry (loopback hosts without TLS options"
+    " do by default).",
+    "username": "{Side} registry user name.",
+    "password": "{Side} registry password (visible to other users: prefer --{prefix}-password"
+    "-stdin).",
+    "password-stdin": "Read the {side} registry password from standard input.",
+    "identity-token": "{Side} registry identity token (OAuth2 refresh token).",
+    "registry-config": "Docker config file with {side} credentials (repeatable; tried in"
+    " order before ~/.docker/config.json).",
+    "ca-file": "CA certificate(s) that sign the {side} registry's certificate (implies HTTPS).",
+    "insecure": "Do not verify the {side} registry's TLS certificate (implies HTTPS).",
+    "cert-file": "Client certificate for the {side} registry (with --{prefix}-key-file).",
+    "key-file": "Private key of --{prefix}-cert-file.",
+    "header": "Extra header 'Name: value' for the {side} registry (repeatable; never sent to"
+    " redirects elsewhere).",
+}
+
+
+def side_option(prefix: str, name: str) -> typer.models.OptionInfo:
+    """Return the typer option ``--<prefix>-<name>`` with its help text."""
+    side = "source" if prefix == "from" else "destination"
+    text = _SIDE_HELP[name].format(side=side, Side=side.capitalize(), prefix=prefix)
+    option: typer.models.OptionInfo = typer.Option(
+        f"--{prefix}-{name}", help=text, show_default=False
+    )
+    return option
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``cp`` command (and its alias ``copy``) to ``app``."""
 
     def cp(
-        source: Annotated[
-            str,
-            typer.Argument(
-                help="What to copy: <registry>/<repo>{:<tag>|@<digest>}, or a"
-                " layout path with --from-oci-layout.",
-                show_default=False,
-            ),
-        ],
-        destination: Annotated[
-            str,
-            typer.Argument(
-                help="Where to copy it: <registry>/<repo>[:<tag>[,<tag>...]], or a"
-                " layout path with --to-oci-layout.",
-                show_default=False,
-            ),
-        ],
-        from_oci_layout: Annotated[
-            bool,
-            typer.Option(
-                "--from-oci-layout", help="Read the source from an OCI image layout directory."
-            ),
-        ] = False,
-        to_oci_layout: Annotated[
-            bool, typer.Option("--to-oci-layout", help="Write to an OCI image layout directory.")
-        ] = False,
-        from_plain_http: Annotated[
-            bool,
-            typer.Option(
-                "--from-plain-http",
-                help="Speak plain HTTP to the source registry (loopback hosts do by default).",
-            ),
-        ] = False,
-        to_plain_http: Annotated[
-            bool,
-            typer.Option(
-                "--to-plain-http",
-                help="Speak plain HTTP to the destination registry (loopback hosts do by default).",
-            ),
-        ] = False,
+        source: Annotated[str, typer.Argument(help=SOURCE_HELP, show_default=False)],
+        destination: Annotated[str, typer.Argument(help=DESTINATION_HELP, show_default=False)],
+        from_oci_layout: Annotated[bool, side_option("from", "oci-layout")] = False,
+        to_oci_layout: Annotated[bool, side_option("to", "oci-layout")] = False,
+        from_plain_http: Annotated[bool, side_option("from", "plain-http")] = False,
+        to_plain_http: Annotated[bool, side_option("to", "plain-http")] = False,
+        from_username: Annotated[str | None, side_option("from", "username")] = None,
+        to_username: Annotated[str | None, side_option("to", "username")] = None,
+        from_password: Annotated[str | None, side_option("from", "password")] = None,
+        to_password: Annotated[str | None, side_option("to", "password")] = None,
+        from_password_stdin: Annotated[bool, side_option("from", "password-stdin")] = False,
+        to_password_stdin: Annotated[bool, side_option("to", "password-stdin")] = False,
+        from_identity_token: Annotated[str | None, side_option("from", "identity-token")] = None,
+        to_identity_token: Annotated[str | None, side_option("to", "identity-token")] = None,
+        from_registry_config: Annotated[
+            list[str] | None, side_option("from", "registry-config")
+        ] = None,
+        to_registry_config: Annotated[
+            list[str] | None, side_option("to", "registry-config")
+        ] = None,
+        from_ca_file: Annotated[str | None, side_option("from", "ca-file")] = None,
+        to_ca_file: Annotated[str | None, side_option("to", "ca-file")] = None,
+        from_insecure: Annotated[bool, side_option("from", "insecure")] = False,
+        to_insecure: Annotated[bool, side_option("to", "insecure")] = False,
+        from_cert_file: Annotated[str | None, side_option("from", "cert-file")] = None,
+        to_cert_file: Annotated[str | None, side_option("to", "cert-file")] = None,
+        from_key_file: Annotated[str | None, side_option("from", "key-file")] = None,
+        to_key_file: Annotated[str | None, side_option("to", "key-file")] = None,
+        from_header: Annotated[list[str] | None, side_option("from", "header")] = None,
+        to_header: Annotated[list[str] | None, side_option("to", "header")] = None,
         concurrency: Annotated[
             int, typer.Option("--concurrency", min=1, help="Transfers in flight at once.")
         ] = 3,
@@ -262,20 +288,75 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         env = Environment()
+        sides = {
+            prefix: SideFlags(
+                prefix,
+                oci_layout=values[0],
+                plain_http=values[1],
+                username=values[2],
+                password=values[3],
+                password_stdin=values[4],
+                identity_token=values[5],
+                registry_config=values[6] or [],
+                ca_file=values[7],
+                insecure=values[8],
+                cert_file=values[9],
+                key_file=values[10],
+                headers=values[11] or [],
+            )
+            for prefix, values in (
+                (
+                    "from",
+                    (
+                        from_oci_layout,
+                        from_plain_http,
+                        from_username,
+                        from_password,
+                        from_password_stdin,
+                        from_identity_token,
+                        from_registry_config,
+                        from_ca_file,
+                        from_insecure,
+                        from_cert_file,
+                        from_key_file,
+                        from_header,
+                    ),
+                ),
+                (
+                    "to",
+                    (
+                        to_oci_layout,
+                        to_plain_http,
+                        to_username,
+                        to_password,
+                        to_password_stdin,
+                        to_identity_token,
+                        to_registry_config,
+                        to_ca_file,
+                        to_insecure,
+                        to_cert_file,
+                        to_key_file,
+                        to_header,
+                    ),
+                ),
+            )
+        }
         try:
             request = parse_request(
                 source,
                 destination,
-                from_oci_layout=from_oci_layout,
-                to_oci_layout=to_oci_layout,
-                from_plain_http=from_plain_http,
-                to_plain_http=to_plain_http,
+                sides["from"],
+                sides["to"],
+                env=env,
                 concurrency=concurrency,
                 mount=not no_mount,
             )
         except (InvalidReferenceError, UsageError) as exc:
             env.error(str(exc), exc.hint)
             sys.exit(ExitStatus.USAGE)
+        except OrascpError as exc:
+            env.error(str(exc), exc.hint)
+            sys.exit(ExitStatus.ERROR)
         sys.exit(run_copy(request, env))
 
     doc = (

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from orascp.cli import cp
+from orascp.cli import cp, login
 from orascp.cli.app import print_version
 
 __all__ = ["app"]
@@ -44,3 +44,4 @@ def root(
 
 
 cp.register(app)
+login.register(app)

@@ -23,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -47,8 +48,11 @@ from orascp.errors import (
     RegistryNotFoundError,
     SizeLimitError,
     SizeMismatchError,
+    TLSError,
     quote,
 )
+from orascp.registry.auth import RegistryAuth
+from orascp.registry.credentials import Credential
 from orascp.registry.transport import AsyncioTransport
 from orascp.verify import check_bytes, verified
 
@@ -61,6 +65,8 @@ READ_TIMEOUT = 120.0
 MAX_ERROR_BODY = 64 * 1024
 # Manifests above this are refused before they are downloaded (oras, containerd agree on 4 MiB).
 DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+# Blob GETs may be redirected to object storage; a chain longer than this is a loop.
+MAX_REDIRECTS = 10
 # Docker Hub's API host differs from the name people write.
 _HOST_ALIASES = {"docker.io": "registry-1.docker.io"}
 _MANIFEST_ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
@@ -71,9 +77,29 @@ class RegistryOptions:
     """Hold the connection settings of one side of a copy."""
 
     plain_http: bool = False
+    credential: Credential = field(default_factory=Credential)
+    # TLS: extra CA certificates, no verification at all, a client certificate.
+    ca_file: str | None = None
+    insecure: bool = False
+    cert_file: str | None = None
+    key_file: str | None = None
+    # Sent with every request to the registry's own origin, never to a redirect elsewhere.
+    headers: tuple[tuple[str, str], ...] = ()
     # Keep-alive connections; a copy opens at most two per transfer (source GET, target PUT).
     max_connections: int = 16
     max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Build the TLS context these options describe (only called for https)."""
+        ctx = httpx.create_ssl_context()
+        if self.ca_file:
+            ctx.load_verify_locations(cafile=self.ca_file)
+        if self.insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.cert_file:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
 
 
 def _media_type(response: httpx.Response) -> str:
@@ -128,11 +154,17 @@ async def error_from_response(response: httpx.Response) -> RegistryError:
     method = response.request.method
     url = _redact_url(response.request.url)
     status = response.status_code
-    cls: type[RegistryError] = RegistryError
     if status in (401, 403):
-        cls = AuthenticationError
-    elif status == 404:
-        cls = RegistryNotFoundError
+        host = response.request.url.netloc.decode()
+        return AuthenticationError(
+            method,
+            url,
+            status,
+            tuple(details),
+            hint=f"check the credentials for {host}: run orascp login {host}, or pass"
+            " --from-username/--to-username (and a password)",
+        )
+    cls = RegistryNotFoundError if status == 404 else RegistryError
     return cls(method, url, status, tuple(details))
 
 
@@ -152,9 +184,16 @@ class RegistryClient:
         host = _HOST_ALIASES.get(registry, registry)
         self.base_url = f"{scheme}://{host}"
         if transport is None:
-            transport = AsyncioTransport(max_idle_per_origin=self.options.max_connections)
+            transport = AsyncioTransport(
+                ssl_context=self.options.ssl_context,
+                max_idle_per_origin=self.options.max_connections,
+            )
+        self.origin = httpx.URL(self.base_url)
+        self.auth = RegistryAuth(self.base_url, self.options.credential)
+        self._headers = dict(self.options.headers)
         self._http = httpx.AsyncClient(
             transport=transport,
+            auth=self.auth,
             timeout=httpx.Timeout(
                 CONNECT_TIMEOUT, read=READ_TIMEOUT, write=READ_TIMEOUT, pool=None
             ),
@@ -182,6 +221,13 @@ class RegistryClient:
         """Describe a transport failure of a request to this registry, with a hint."""
         reason = str(exc) or type(exc).__name__
         hint = None
+        if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in reason:
+            return TLSError(
+                f"{method} {_redact_url(url)}: the TLS certificate of {url.host} is not trusted"
+                f" ({reason})",
+                hint="pass the registry's CA certificate with --from-ca-file/--to-ca-file"
+                " (or skip verification with --from-insecure/--to-insecure)",
+            )
         if isinstance(exc, httpx.ConnectError):
             hint = f"check that a registry is listening at {self.base_url}"
             if url.scheme == "https" and "SSL" in reason.upper():
@@ -204,11 +250,43 @@ class RegistryClient:
 
         With ``stream`` the body is left unread: the caller must close the response.
         """
-        request = self._http.build_request(method, url, headers=headers, content=content)
-        try:
-            return await self._http.send(request, stream=stream, follow_redirects=follow_redirects)
-        except httpx.HTTPError as exc:
-            raise self.network_error(method, url, exc) from None
+        for _hop in range(MAX_REDIRECTS + 1):
+            own = (url.scheme, url.host, url.port) == (
+                self.origin.scheme,
+                self.origin.host,
+                self.origin.port,
+            )
+            # Credentials and custom headers go to the registry's own origin only, never to
+            # the object storage a blob GET is redirected to (nor to another port or scheme).
+            merged = {**self._headers, **(headers or {})} if own else {}
+            request = self._http.build_request(method, url, headers=merged, content=content)
+            try:
+                response = await self._http.send(
+                    request, stream=stream, auth=self.auth if own else None
+                )
+            except httpx.HTTPError as exc:
+                raise self.network_error(method, url, exc) from None
+            location = response.headers.get("location")
+            if not (follow_redirects and response.is_redirect and location):
+                return response
+            await response.aclose()
+            target = url.join(location)
+            if url.scheme == "https" and target.scheme != "https":
+                raise InvalidContentError(
+                    f"{self.registry} redirected {_redact_url(url)} to plain http; refusing"
+                )
+            url = target
+        raise InvalidContentError(f"{self.registry}: more than {MAX_REDIRECTS} redirects")
+
+    async def check_credentials(self) -> None:
+        """Ask ``/v2/`` whether this client's credentials are accepted; raise if not.
+
+        A registry with token auth issues a token without scope for this check, which is
+        enough to prove the user name and password.
+        """
+        response = await self.send("GET", self.url("/v2/"))
+        if response.status_code != 200:
+            raise await error_from_response(response)
 
 
 class Repository:
