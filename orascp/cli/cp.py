@@ -12,12 +12,14 @@ from orascp.cli.env import Environment
 from orascp.cli.options import SideFlags, resolve_side
 from orascp.descriptor import Descriptor
 from orascp.errors import (
+    AuthenticationError,
     CopyError,
     ExitStatus,
     InvalidReferenceError,
     NotFoundError,
     OrascpError,
     Origin,
+    TLSError,
     UsageError,
     quote,
 )
@@ -111,7 +113,19 @@ def _render_error(exc: OrascpError, request: CopyRequest | None, env: Environmen
         prefix = "not found: " if isinstance(cause, NotFoundError) else ""
         message = f"{exc.origin.value} {kind} {quote(side.raw)}: {prefix}{cause}"
         hint = exc.hint
-        if hint is None and isinstance(cause, NotFoundError) and exc.origin is Origin.SOURCE:
+        flag = "--from" if exc.origin is Origin.SOURCE else "--to"
+        host = side.reference.registry if isinstance(side, RegistrySide) else ""
+        if isinstance(cause, TLSError):
+            hint = (
+                f"pass the CA certificate of {host} with {flag}-ca-file (it also turns HTTPS"
+                f" on for loopback hosts), or skip verification with {flag}-insecure"
+            )
+        elif isinstance(cause, AuthenticationError):
+            hint = (
+                f"check the credentials for {host}: run orascp login {host}, or pass"
+                f" {flag}-username with {flag}-password-stdin"
+            )
+        elif hint is None and isinstance(cause, NotFoundError) and exc.origin is Origin.SOURCE:
             hint = "check the reference: the tag or digest does not exist in that repository"
         env.error(message, hint)
     else:

@@ -205,14 +205,12 @@ class RegistryAuth(httpx.Auth):
 
     async def _read_token(self, response: httpx.Response) -> str:
         """Return the token of a token-service answer, or raise naming what went wrong."""
-        try:
-            body = response.content  # already read (a mock or a non-streamed answer)
-        except httpx.ResponseNotRead:
-            body = b""
-            async for chunk in response.aiter_raw():
-                body += chunk
-                if len(body) > MAX_TOKEN_BODY:
-                    break
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_TOKEN_BODY:
+            raise TokenError("the token service sent an answer larger than 1 MiB")
+        # aread(), not a capped aiter_raw(): httpx reads every response of an auth flow again
+        # after the flow has looked at it, which a consumed stream would not survive.
+        body = await response.aread()
         if len(body) > MAX_TOKEN_BODY:
             raise TokenError("the token service sent an answer larger than 1 MiB")
         host = response.request.url.host

@@ -129,7 +129,7 @@ def _redact_url(url: httpx.URL) -> str:
     return str(url.copy_with(query=None)) + ("?…" if url.query else "")
 
 
-async def error_from_response(response: httpx.Response) -> RegistryError:
+async def error_from_response(response: httpx.Response) -> RegistryError | TLSError:
     """Build the error an unexpected answer stands for, parsing the spec's error body."""
     body = b""
     with contextlib.suppress(httpx.HTTPError):
@@ -154,6 +154,18 @@ async def error_from_response(response: httpx.Response) -> RegistryError:
     method = response.request.method
     url = _redact_url(response.request.url)
     status = response.status_code
+    if status == 400 and (
+        b"HTTP request to an HTTPS server" in body
+        or (response.http_version == "HTTP/1.0" and not response.headers)
+    ):
+        # Go's TLS server answers plain HTTP with a bare HTTP/1.0 400 and that sentence (which
+        # a HEAD does not get to read): the registry wants TLS.
+        host = response.request.url.netloc.decode()
+        return TLSError(
+            f"{method} {url}: {host} speaks HTTPS, not plain HTTP",
+            hint="give its CA certificate with --from-ca-file/--to-ca-file (any TLS option"
+            " turns HTTPS on for loopback hosts)",
+        )
     if status in (401, 403):
         host = response.request.url.netloc.decode()
         return AuthenticationError(

@@ -225,7 +225,10 @@ class AsyncioTransport(httpx.AsyncBaseTransport):
             status_code=event.status_code,
             headers=event.headers,
             stream=_ResponseStream(self, origin, conn, timeouts.get("read")),
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": event.reason},
+            extensions={
+                "http_version": b"HTTP/" + event.http_version,
+                "reason_phrase": event.reason,
+            },
         )
 
     async def _send(

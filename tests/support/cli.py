@@ -8,6 +8,7 @@ import selectors
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tests.support.artifacts import TITLE, Blob
@@ -92,10 +93,28 @@ def status_line(verb: str, blob: Blob) -> str:
     return f"{verb:<7} {short_digest(blob.digest)} {display_name(blob)}"
 
 
-def run_orascp(*args: str, module: bool = False, timeout: float = TIMEOUT) -> Result:
-    """Run ``orascp <args>`` to completion and capture its output."""
+def run_orascp(
+    *args: str,
+    module: bool = False,
+    timeout: float = TIMEOUT,
+    input: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Result:
+    """Run ``orascp <args>`` to completion and capture its output.
+
+    ``input`` is written to its stdin (which is otherwise inherited); ``env`` holds variables
+    set on top of this process's environment.
+    """
     argv = [*orascp_command(module=module), *args]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        input=input,
+        env={**os.environ, **env} if env is not None else None,
+    )
     return Result(argv, proc.returncode, proc.stdout, proc.stderr)
 
 
