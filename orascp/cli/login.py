@@ -135,9 +135,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Log in to a registry: check the credentials, then store them as docker does.
 
-        Credentials go to the config's credsStore or credHelpers entry when it has one, else
-        into its auths section (file mode 0600, every other key kept).
-        """
+        They go to the config's credsStore or credHelpers entry when it has one, else into its auths section (file mode 0600, every other key kept).
+        """  # noqa: E501 - typer shows docstring lines as they are written
         env = Environment()
         tls = TLSFlags(True if plain_http else None, ca_file, insecure, cert_file, key_file)
         try:
