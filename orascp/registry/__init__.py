@@ -1,7 +1,5 @@
-"""Speak the OCI distribution protocol: repositories as copy targets, over httpx."""
+"""Speak the OCI distribution protocol: repositories as copy targets, over httpx.
 
-from __future__ import annotations
-
-from orascp.registry.client import RegistryClient, RegistryOptions, Repository
-
-__all__ = ["RegistryClient", "RegistryOptions", "Repository"]
+Import the submodules directly (``orascp.registry.client``, ``.auth``, ``.credentials``): this
+package imports nothing itself, so reading credentials does not pay for importing httpx.
+"""

@@ -107,7 +107,9 @@ def _imported(code: str) -> dict[str, object]:
 
 
 def test_library_modules_do_not_import_the_cli_stack() -> None:
-    loaded = _imported("import orascp.engine, orascp.registry, orascp.ocilayout, orascp.targets")
+    loaded = _imported(
+        "import orascp.engine, orascp.registry.client, orascp.ocilayout, orascp.targets"
+    )
     assert loaded["rich"] is False
     assert loaded["typer"] is False
     assert loaded["click"] is False
