@@ -21,11 +21,12 @@ The engine knows nothing about terminals: it reports through :class:`CopyHooks` 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
+from orascp import retry
 from orascp.content import (
     FetchStream,
     Mounter,
@@ -44,6 +45,7 @@ from orascp.errors import (
     InvalidContentError,
     OrascpError,
     Origin,
+    RegistryError,
     SizeLimitError,
     VerificationError,
 )
@@ -103,6 +105,9 @@ class CopyOptions:
     mount_from: Callable[[Descriptor], Sequence[str]] | None = None
     find_successors: Callable[[Descriptor, bytes], list[Descriptor]] | None = None
     hooks: CopyHooks = field(default_factory=CopyHooks)
+    # Re-walk and re-push every manifest instead of trusting that the destination has it (for
+    # destinations that claim content they do not fully hold, such as pull-through caches).
+    force: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +186,19 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
             return found
         fallback = fallback or found
     return fallback or group.exceptions[0]
+
+
+_MISSING_CODES = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "MANIFEST_UNKNOWN"})
+
+
+def _refers_to_missing(exc: CopyError) -> bool:
+    """Tell whether the destination refused a manifest for content it does not hold."""
+    cause = exc.cause
+    return (
+        exc.origin is Origin.DESTINATION
+        and isinstance(cause, RegistryError)
+        and not cause.codes.isdisjoint(_MISSING_CODES)
+    )
 
 
 def _as_source_error(op: str, exc: OrascpError) -> CopyError:
@@ -290,8 +308,11 @@ class _Copier:
     async def _copy_node(
         self, desc: Descriptor, path: tuple[str, ...], tags: tuple[str, ...]
     ) -> None:
-        async with self.sem:
-            exists = await self._dst("exists", self.dst.exists(desc))
+        if self.opts.force and is_manifest(desc.media_type):
+            exists = False
+        else:
+            async with self.sem:
+                exists = await self._dst("exists", self.dst.exists(desc))
         if exists:
             _call(self.hooks.on_copy_skipped, desc)
             if tags:
@@ -315,10 +336,66 @@ class _Copier:
                         group.create_task(self._visit(child, child_path))
             finally:
                 del self.waits[desc.digest]
-        async with self.sem:
-            pushed_with = await self._push_manifest(desc, content, tags[0] if tags else None)
+        pushed_with = await self._push_healing(desc, content, children, tags[0] if tags else None)
         if tags:
             await self._tag(desc, tags, pushed_with=pushed_with)
+
+    async def _push_healing(
+        self, desc: Descriptor, content: bytes, children: list[Descriptor], tag: str | None
+    ) -> str | None:
+        """Push a manifest; if the destination says a child is missing, push them again once.
+
+        A child can look present and not be (an interrupted earlier copy, a registry's garbage
+        collection in between, a pull-through cache): the registry then refuses the parent
+        with MANIFEST_BLOB_UNKNOWN or the like, and re-pushing the children mends it.
+        """
+        try:
+            async with self.sem:
+                return await self._push_manifest(desc, content, tag)
+        except CopyError as exc:
+            if not _refers_to_missing(exc):
+                raise
+        async with asyncio.TaskGroup() as group:
+            for child in children:
+                group.create_task(self._repush(child))
+        async with self.sem:
+            return await self._push_manifest(desc, content, tag)
+
+    async def _repush(self, desc: Descriptor) -> None:
+        """Push a child again during self-healing (blobs only if really missing)."""
+        if not is_manifest(desc.media_type):
+            async with self.sem:
+                if not await self._dst("exists", self.dst.exists(desc)):
+                    await self._copy_blob(desc)
+            return
+        content = await self._manifest(desc)
+        try:
+            children = self.find_successors(desc, content)
+        except OrascpError as exc:
+            raise _as_source_error("parse", exc) from exc
+        await self._push_healing(desc, content, children, None)
+
+    async def _with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run a transfer, again from the start if it fails in a way worth retrying.
+
+        Network and server trouble is retried a few times with backoff; bad bytes (a digest or
+        size mismatch) once, in case they were damaged on the way, then the copy fails.
+        """
+        verification_retried = False
+        for number in range(retry.MAX_TRANSFER_ATTEMPTS):
+            try:
+                return await attempt()
+            except CopyError as exc:
+                if number == retry.MAX_TRANSFER_ATTEMPTS - 1:
+                    raise
+                if isinstance(exc.cause, VerificationError):
+                    if verification_retried:
+                        raise
+                    verification_retried = True
+                elif not retry.is_retryable(exc.cause):
+                    raise
+            await asyncio.sleep(retry.backoff(number))
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     # -- source side ------------------------------------------------------------------------
 
@@ -335,13 +412,17 @@ class _Copier:
                     f" {self.max_metadata}-byte limit for manifests"
                 ),
             )
-        async with self.sem:
+
+        async def fetch() -> bytes:
             try:
                 async with self.src.fetch(desc) as chunks:
                     # verified() stops at desc.size, so a lying source cannot make this grow.
-                    content = b"".join([chunk async for chunk in verified(chunks, desc)])
+                    return b"".join([chunk async for chunk in verified(chunks, desc)])
             except OrascpError as exc:
                 raise _as_source_error("fetch", exc) from exc
+
+        async with self.sem:
+            content = await self._with_retries(fetch)
         self.manifests[desc.digest] = content
         return content
 
@@ -377,12 +458,21 @@ class _Copier:
     async def _copy_blob(self, desc: Descriptor) -> None:
         if isinstance(self.dst, Mounter) and self.opts.mount_from and not self.mount_refused:
             candidates = list(self.opts.mount_from(desc))
-            if candidates and await self._mount(self.dst, desc, candidates):
-                return
+            if candidates:
+                outcome = await self._mount(self.dst, desc, candidates)
+                if outcome == "done":
+                    return
+                if outcome == "upload-failed":
+                    # The bytes failed on their way into the mount's upload session (which was
+                    # cancelled); send them again the ordinary way, already announced.
+                    await self._transfer(desc, announce=False)
+                    return
         await self._transfer(desc)
 
-    async def _mount(self, dst: Mounter, desc: Descriptor, candidates: list[str]) -> bool:
-        """Try each candidate in order; return whether the blob is now at the destination."""
+    async def _mount(
+        self, dst: Mounter, desc: Descriptor, candidates: list[str]
+    ) -> Literal["done", "not-mounted", "upload-failed"]:
+        """Try each candidate in order; say whether the blob is now at the destination."""
         fell_back = False
 
         def fallback() -> FetchStream:
@@ -400,29 +490,39 @@ class _Copier:
                     "mount", dst.mount(desc, repository, fallback if last else None)
                 )
             except SkipNode:
-                return True
+                return "done"
             except CopyError as exc:
-                if fell_back or not isinstance(exc.cause, AuthenticationError):
+                if fell_back:
+                    if isinstance(exc.cause, VerificationError) or retry.is_retryable(exc.cause):
+                        return "upload-failed"
+                    raise
+                if not isinstance(exc.cause, AuthenticationError):
                     raise
                 # The destination's credentials may not read the source: copy instead.
                 self.mount_refused = True
-                return False
+                return "not-mounted"
             if outcome is MountOutcome.MOUNTED:
                 _call(self.hooks.on_mounted, desc)
-                return True
+                return "done"
             if outcome is MountOutcome.UPLOADED:
                 _call(self.hooks.post_copy, desc)
-                return True
-        return False
+                return "done"
+        return "not-mounted"
 
-    async def _transfer(self, desc: Descriptor) -> None:
-        try:
-            _call(self.hooks.pre_copy, desc)
-        except SkipNode:
-            return
-        try:
+    async def _transfer(self, desc: Descriptor, *, announce: bool = True) -> None:
+        if announce:
+            try:
+                _call(self.hooks.pre_copy, desc)
+            except SkipNode:
+                return
+
+        async def attempt() -> None:
+            # Each attempt reads the source from the start into a new upload session.
             async with self._open_source(desc) as chunks:
                 await self._dst("push", self.dst.push(desc, chunks))
+
+        try:
+            await self._with_retries(attempt)
         except CopyError as exc:
             if not isinstance(exc.cause, AlreadyExistsError):
                 raise

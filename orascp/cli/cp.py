@@ -60,6 +60,7 @@ class CopyRequest:
     expected_digest: str | None
     concurrency: int
     mount: bool
+    force: bool = False
 
 
 def parse_request(
@@ -71,6 +72,7 @@ def parse_request(
     env: Environment,
     concurrency: int = 3,
     mount: bool = True,
+    force: bool = False,
 ) -> CopyRequest:
     """Validate every reference and flag before anything touches the network or the disk."""
     if concurrency < 1:
@@ -102,7 +104,7 @@ def parse_request(
         )
     dst = resolve_side(first, dst_flags, env)
     tags = ((ref.tag,) if ref.tag else ()) + extra
-    return CopyRequest(src, dst, tags, ref.digest, concurrency, mount)
+    return CopyRequest(src, dst, tags, ref.digest, concurrency, mount, force)
 
 
 def _render_error(exc: OrascpError, request: CopyRequest | None, env: Environment) -> None:
@@ -144,6 +146,7 @@ async def _run(request: CopyRequest, env: Environment) -> Descriptor:
         mount_source = targets.mount_source if request.mount else None
         options = CopyOptions(
             concurrency=request.concurrency,
+            force=request.force,
             mount_from=(lambda _desc: [mount_source]) if mount_source else None,
             # Hook up the display: its methods have exactly the hooks' signatures.
             hooks=CopyHooks(
@@ -300,6 +303,14 @@ def register(app: typer.Typer) -> None:
                 "--no-mount", help="Never mount blobs across repositories; always copy the bytes."
             ),
         ] = False,
+        force: Annotated[
+            bool,
+            typer.Option(
+                "--force",
+                help="Re-push every manifest instead of trusting that the destination holds it"
+                " (mends destinations that claim content they lack, e.g. pull-through caches).",
+            ),
+        ] = False,
     ) -> None:
         env = Environment()
         sides = {
@@ -364,6 +375,7 @@ def register(app: typer.Typer) -> None:
                 env=env,
                 concurrency=concurrency,
                 mount=not no_mount,
+                force=force,
             )
         except (InvalidReferenceError, UsageError) as exc:
             env.error(str(exc), exc.hint)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from orascp import __version__
+from orascp import __version__, retry
 from orascp.content import FetchStream, MountOutcome
 from orascp.descriptor import (
     MANIFEST_MEDIA_TYPES,
@@ -60,7 +61,9 @@ __all__ = ["RegistryClient", "RegistryOptions", "Repository"]
 
 # Generous for slow registries finishing a large upload; short enough to notice a dead one.
 CONNECT_TIMEOUT = 30.0
-READ_TIMEOUT = 120.0
+# A stalled transfer fails after this many seconds without a byte (and is then retried);
+# ORASCP_READ_TIMEOUT overrides it, for slow links or for tests.
+READ_TIMEOUT = float(os.environ.get("ORASCP_READ_TIMEOUT", "") or 120.0)
 # A registry's error body is a few hundred bytes; more is not worth reading.
 MAX_ERROR_BODY = 64 * 1024
 # Manifests above this are refused before they are downloaded (oras, containerd agree on 4 MiB).
@@ -258,10 +261,44 @@ class RegistryClient:
         stream: bool = False,
         follow_redirects: bool = False,
     ) -> httpx.Response:
-        """Send one request; transport failures become :class:`NetworkError`.
+        """Send one request, retrying transient failures; transport errors become NetworkError.
 
-        With ``stream`` the body is left unread: the caller must close the response.
+        With ``stream`` the body is left unread: the caller must close the response. Only a
+        request whose body is in memory (or empty) is retried; see :mod:`orascp.retry`.
         """
+        replayable = content is None or isinstance(content, bytes)
+        waited = 0.0
+        for attempt in range(retry.MAX_ATTEMPTS):
+            last = not replayable or attempt == retry.MAX_ATTEMPTS - 1
+            try:
+                response = await self._send_once(
+                    method, url, headers, content, stream, follow_redirects
+                )
+            except NetworkError as exc:
+                if last or not retry.is_retryable(exc) or waited >= retry.MAX_TOTAL_WAIT:
+                    raise
+                delay = retry.backoff(attempt)
+            else:
+                if last or response.status_code not in retry.RETRY_STATUSES:
+                    return response
+                delay = retry.retry_after(response.headers) or retry.backoff(attempt)
+                if waited + delay > retry.MAX_TOTAL_WAIT:
+                    return response
+                await response.aclose()
+            waited += delay
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def _send_once(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: dict[str, str] | None,
+        content: bytes | AsyncIterable[bytes] | None,
+        stream: bool,
+        follow_redirects: bool,
+    ) -> httpx.Response:
+        """Send a request once, following redirects by hand when asked."""
         for _hop in range(MAX_REDIRECTS + 1):
             own = (url.scheme, url.host, url.port) == (
                 self.origin.scheme,
