@@ -26,7 +26,6 @@ from orascp.errors import (
 from orascp.memory import MemoryStore
 from tests.unit.helpers import CountingStore, Graph
 
-
 REAL_BACKOFF = retry.backoff
 
 
