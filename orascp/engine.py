@@ -229,15 +229,65 @@ class _Copier:
         self.nodes: dict[str, tuple[Descriptor, asyncio.Future[None]]] = {}
         # manifest digest -> digests of the children it is waiting for (for cycle detection)
         self.waits: dict[str, set[str]] = {}
+        # What the destination said it holds, and the manifests already checked.
+        self.known: dict[str, bool] = {}
+        self.checked: set[str] = set()
         # Turned on by the first mount the destination refuses for lack of rights: one refusal
         # is enough to know the rest would fail too, so the remaining blobs are copied directly.
         self.mount_refused = False
 
     async def run(self, root: Descriptor, tags: tuple[str, ...]) -> None:
         try:
+            if not await self._exists(root):
+                # Read and check every manifest of the graph before writing anything: a
+                # malformed manifest deep in an index must not leave half a copy behind.
+                await self._check_graph(root, ())
             await self._visit(root, (), tags)
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
+
+    async def _exists(self, desc: Descriptor) -> bool:
+        """Ask the destination whether it holds ``desc``, once per node (``--force`` aside)."""
+        known = self.known.get(desc.digest)
+        if known is not None:
+            return known
+        if self.opts.force and is_manifest(desc.media_type):
+            exists = False
+        else:
+            async with self.sem:
+                exists = await self._dst("exists", self.dst.exists(desc))
+        self.known[desc.digest] = exists
+        return exists
+
+    async def _check_graph(self, desc: Descriptor, path: tuple[str, ...]) -> None:
+        """Fetch and parse every manifest under ``desc`` that the destination lacks.
+
+        The manifests are cached for the copy, and the existence answers too, so this costs no
+        request the copy would not make anyway.
+        """
+        if not is_manifest(desc.media_type) or desc.digest in self.checked:
+            return
+        if path and await self._exists(desc):
+            return  # skipped with its subtree by the copy: nothing in it will be written
+        if desc.digest in path:
+            raise _as_source_error(
+                "walk", InvalidContentError(f"{desc.digest} refers back to itself (a cycle)")
+            )
+        if len(path) >= MAX_GRAPH_DEPTH:
+            raise _as_source_error(
+                "walk", InvalidContentError(f"the graph is nested deeper than {MAX_GRAPH_DEPTH}")
+            )
+        self.checked.add(desc.digest)
+        content = await self._manifest(desc)
+        try:
+            children = self.find_successors(desc, content)
+        except OrascpError as exc:
+            raise _as_source_error("parse", exc) from exc
+        manifests = [c for c in children if is_manifest(c.media_type)]
+        if manifests:
+            async with asyncio.TaskGroup() as group:
+                for child in manifests:
+                    group.create_task(self._check_graph(child, (*path, desc.digest)))
 
     def _add_waits(self, parent: Descriptor, children: list[Descriptor]) -> None:
         """Record that ``parent`` waits for ``children``, refusing a wait that closes a cycle.
@@ -308,12 +358,7 @@ class _Copier:
     async def _copy_node(
         self, desc: Descriptor, path: tuple[str, ...], tags: tuple[str, ...]
     ) -> None:
-        if self.opts.force and is_manifest(desc.media_type):
-            exists = False
-        else:
-            async with self.sem:
-                exists = await self._dst("exists", self.dst.exists(desc))
-        if exists:
+        if await self._exists(desc):
             _call(self.hooks.on_copy_skipped, desc)
             if tags:
                 await self._tag(desc, tags, pushed_with=None)

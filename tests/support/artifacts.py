@@ -260,3 +260,149 @@ def files_under(path: Path) -> list[str]:
     return sorted(
         os.path.relpath(os.path.join(d, f), path) for d, _, fs in os.walk(path) for f in fs
     )
+
+
+# -- raw content: sources that orascp must refuse, and large graphs ----------------------------
+
+
+def many_blobs_image(count: int, seed: str = "many", size: int = 300) -> Artifact:
+    """Return an image of ``count`` distinct titled layers of about ``size`` bytes each.
+
+    The sizes vary a little (``size`` to ``size + 63``) so that no two blobs could be confused
+    by length alone.
+    """
+    layers = [
+        layer(_pseudo_random(f"{seed}-{i}", size + i % 64), title=f"{seed}-{i:04d}.bin")
+        for i in range(count)
+    ]
+    return image(layers)
+
+
+def push_concurrently(
+    host: str, repository: str, artifact: Artifact, tag: str | None = None, workers: int = 16
+) -> None:
+    """Push ``artifact`` like :func:`push`, its blobs ``workers`` at a time, then its manifests.
+
+    Manifests go last, children first, once every blob is stored (a registry checks that the
+    blobs a manifest lists exist).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    base = f"http://{host}/v2/{repository}"
+    limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
+    with httpx.Client(timeout=60, limits=limits) as client:
+
+        def upload(blob: Blob) -> None:
+            r = client.post(f"{base}/blobs/uploads/")
+            r.raise_for_status()
+            location = httpx.URL(f"{base}/blobs/uploads/").join(r.headers["location"])
+            r = client.put(
+                location.copy_merge_params({"digest": blob.digest}),
+                content=blob.data,
+                headers={"Content-Type": "application/octet-stream"},
+            )
+            r.raise_for_status()
+
+        manifests = [b for b in artifact.all if b.media_type in (OCI_MANIFEST, OCI_INDEX)]
+        blobs = [b for b in artifact.all if b.media_type not in (OCI_MANIFEST, OCI_INDEX)]
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(upload, blobs))
+        for blob in manifests:
+            ref = tag if blob is artifact.root and tag else blob.digest
+            r = client.put(
+                f"{base}/manifests/{ref}",
+                content=blob.data,
+                headers={"Content-Type": blob.media_type},
+            )
+            r.raise_for_status()
+
+
+def push_blob(host: str, repository: str, data: bytes) -> str:
+    """Upload ``data`` as a blob with a bare POST and PUT; return its digest."""
+    base = f"http://{host}/v2/{repository}"
+    digest = digest_of(data)
+    with httpx.Client(timeout=60) as client:
+        r = client.post(f"{base}/blobs/uploads/")
+        r.raise_for_status()
+        location = httpx.URL(f"{base}/blobs/uploads/").join(r.headers["location"])
+        r = client.put(
+            location.copy_merge_params({"digest": digest}),
+            content=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        r.raise_for_status()
+    return digest
+
+
+def put_manifest(
+    host: str, repository: str, reference: str, data: bytes, media_type: str
+) -> httpx.Response:
+    """PUT ``data`` as a manifest under ``reference`` exactly as given; return the raw answer.
+
+    Nothing is checked or raised: a test decides what the registry's answer means.
+    """
+    return httpx.put(
+        f"http://{host}/v2/{repository}/manifests/{reference}",
+        content=data,
+        headers={"Content-Type": media_type},
+        timeout=30,
+    )
+
+
+def write_layout_blob(path: Path, data: bytes) -> str:
+    """Store ``data`` as a blob of the layout at ``path``, nothing else; return its digest."""
+    digest = digest_of(data)
+    target = path / "blobs" / "sha256" / digest.split(":", 1)[1]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+    return digest
+
+
+def write_raw_layout(
+    path: Path,
+    blobs: list[bytes],
+    manifests: list[dict[str, Any]] | bytes,
+    *,
+    layout_version: str | bytes = "1.0.0",
+) -> None:
+    """Write a layout by hand from raw parts, whatever they hold.
+
+    ``manifests`` is the list of ``index.json`` entries, or the whole ``index.json`` as bytes;
+    ``layout_version`` is the ``imageLayoutVersion`` to declare, or the whole ``oci-layout`` file
+    as bytes.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    if isinstance(layout_version, bytes):
+        (path / "oci-layout").write_bytes(layout_version)
+    else:
+        (path / "oci-layout").write_text(json.dumps({"imageLayoutVersion": layout_version}))
+    for data in blobs:
+        write_layout_blob(path, data)
+    if isinstance(manifests, bytes):
+        (path / "index.json").write_bytes(manifests)
+    else:
+        idx = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
+        (path / "index.json").write_text(json.dumps(idx))
+
+
+def tree_snapshot(path: Path) -> dict[str, tuple[str, bytes]]:
+    """Return every entry below ``path`` (directories, files, symlinks) with what it holds.
+
+    Files map to ``("file", bytes)``, symlinks to ``("link", target)``, directories to
+    ``("dir", b"")``; symlinks are never followed. Two equal snapshots mean nothing was
+    created, removed, rewritten or re-pointed.
+    """
+    out: dict[str, tuple[str, bytes]] = {}
+    if not path.exists() and not path.is_symlink():
+        return out
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in [*dirnames, *filenames]:
+            full = Path(dirpath) / name
+            rel = os.path.relpath(full, path)
+            if full.is_symlink():
+                out[rel] = ("link", os.fsencode(os.readlink(full)))
+            elif full.is_dir():
+                out[rel] = ("dir", b"")
+            else:
+                out[rel] = ("file", full.read_bytes())
+    return out

@@ -8,7 +8,7 @@ import selectors
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from tests.support.artifacts import TITLE, Blob
@@ -99,11 +99,13 @@ def run_orascp(
     timeout: float = TIMEOUT,
     input: str | None = None,
     env: Mapping[str, str] | None = None,
+    preexec_fn: Callable[[], object] | None = None,
 ) -> Result:
     """Run ``orascp <args>`` to completion and capture its output.
 
     ``input`` is written to its stdin (which is otherwise inherited); ``env`` holds variables
-    set on top of this process's environment.
+    set on top of this process's environment; ``preexec_fn`` runs in the child before it starts
+    orascp (to set resource limits, for instance).
     """
     argv = [*orascp_command(module=module), *args]
     proc = subprocess.run(
@@ -114,14 +116,24 @@ def run_orascp(
         check=False,
         input=input,
         env={**os.environ, **env} if env is not None else None,
+        preexec_fn=preexec_fn,
     )
     return Result(argv, proc.returncode, proc.stdout, proc.stderr)
 
 
-def start_orascp(*args: str) -> subprocess.Popen[str]:
-    """Start ``orascp <args>`` without waiting; finish it with :func:`finish`."""
+def start_orascp(*args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start ``orascp <args>`` without waiting; finish it with :func:`finish`.
+
+    ``env`` holds variables set on top of this process's environment.
+    """
     argv = [*orascp_command(), *args]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env} if env is not None else None,
+    )
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = TIMEOUT) -> Result:
