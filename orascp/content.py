@@ -16,6 +16,7 @@ from orascp.descriptor import Descriptor
 
 __all__ = [
     "FetchStream",
+    "LocalChecker",
     "Mounter",
     "MountOutcome",
     "ReadOnlyTarget",
@@ -107,4 +108,13 @@ class Mounter(Protocol):
         ``fallback()`` are uploaded into that very session (no second POST). With no fallback
         the session is cancelled with DELETE and ``NOT_MOUNTED`` is returned.
         """
+        ...
+
+
+@runtime_checkable
+class LocalChecker(Protocol):
+    """Check cheaply, before a copy writes anything, that content can be read (local stores)."""
+
+    def check(self, desc: Descriptor) -> None:
+        """Raise if ``desc`` is missing, of the wrong size, or not safe to read."""
         ...

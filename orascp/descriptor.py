@@ -29,6 +29,7 @@ __all__ = [
     "compute_digest",
     "descriptor_for",
     "is_manifest",
+    "load_json",
     "parse_manifest",
     "successors",
     "validate_digest",
@@ -65,6 +66,8 @@ _FOREIGN_LAYER_TYPES = frozenset(
 
 # Only algorithms we can verify; an unknown one is refused, never mapped to sha256.
 ALGORITHMS: Mapping[str, int] = {"sha256": 64, "sha512": 128}
+# Larger than any real blob (8 TiB), small enough that no arithmetic on it misbehaves.
+MAX_SIZE = 2**43
 _DIGEST_RE = re.compile(r"^(sha256|sha512):([a-f0-9]+)$")
 _MEDIA_TYPE_RE = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$"
@@ -125,7 +128,7 @@ class Descriptor:
             raise InvalidContentError("descriptor has no digest")
         validate_digest(digest)
         # bool is an int in Python; a size of `true` is still malformed.
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_SIZE:
             raise InvalidContentError(f"descriptor {digest} has an invalid size {quote(size)}")
         annotations = obj.get("annotations")
         if annotations is not None and not (
@@ -204,14 +207,22 @@ def descriptor_for(media_type: str, content: bytes) -> Descriptor:
     return Descriptor(media_type, compute_digest(content), len(content))
 
 
+def load_json(raw: bytes | str) -> Any:
+    """Decode JSON; hostile nesting (a RecursionError in the decoder) is a ValueError too."""
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def parse_manifest(media_type: str, content: bytes) -> dict[str, Any]:
     """Decode a manifest and check that its ``mediaType`` field agrees with ``media_type``.
 
     The bytes themselves are never re-serialised: a digest covers the exact bytes.
     """
     try:
-        obj = json.loads(content)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        obj = load_json(content)
+    except ValueError as exc:
         raise InvalidContentError(
             f"manifest of type {media_type} is not valid JSON: {exc}"
         ) from None

@@ -29,6 +29,7 @@ from typing import Any, Literal, TypeVar
 from orascp import retry
 from orascp.content import (
     FetchStream,
+    LocalChecker,
     Mounter,
     MountOutcome,
     ReadOnlyTarget,
@@ -283,6 +284,13 @@ class _Copier:
             children = self.find_successors(desc, content)
         except OrascpError as exc:
             raise _as_source_error("parse", exc) from exc
+        if isinstance(self.src, LocalChecker):
+            for child in children:
+                if not is_manifest(child.media_type):
+                    try:
+                        self.src.check(child)
+                    except OrascpError as exc:
+                        raise _as_source_error("fetch", exc) from exc
         manifests = [c for c in children if is_manifest(c.media_type)]
         if manifests:
             async with asyncio.TaskGroup() as group:

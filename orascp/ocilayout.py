@@ -34,6 +34,7 @@ from orascp.descriptor import (
     OCI_INDEX,
     OCI_MANIFEST,
     Descriptor,
+    load_json,
     validate_digest,
 )
 from orascp.errors import (
@@ -41,6 +42,7 @@ from orascp.errors import (
     InvalidContentError,
     NotFoundError,
     OrascpError,
+    SizeMismatchError,
     quote,
 )
 from orascp.verify import verified
@@ -110,6 +112,10 @@ class OCILayout:
                 )
             if not layout._check_layout_file(required=False):
                 layout._refuse_foreign_files()
+            elif (layout.path / "index.json").exists():
+                # Checked now, not when tagging: a broken index.json refuses the copy before
+                # any blob is written, and is never overwritten.
+                layout.read_index()
         return layout
 
     def _refuse_foreign_files(self) -> None:
@@ -143,7 +149,7 @@ class OCILayout:
         except OSError as exc:
             raise _io_error("read", marker, exc) from None
         try:
-            version = json.loads(raw).get("imageLayoutVersion")
+            version = load_json(raw).get("imageLayoutVersion")
         except (ValueError, AttributeError):
             version = None
         if version != LAYOUT_VERSION:
@@ -195,6 +201,17 @@ class OCILayout:
             )
         return st
 
+    def check(self, desc: Descriptor) -> None:
+        """Raise unless a regular file of the right size holds ``desc`` (no symlinks)."""
+        st = self._stat_blob(desc)
+        if st is None:
+            raise NotFoundError(f"{desc.digest}: blob not found in {self.path}")
+        if st.st_size != desc.size:
+            raise SizeMismatchError(
+                f"{desc.digest} in {self.path} is {st.st_size} bytes, the descriptor says"
+                f" {desc.size}"
+            )
+
     async def exists(self, desc: Descriptor) -> bool:
         """Tell whether a complete blob of the right size is stored for ``desc``."""
         st = self._stat_blob(desc)
@@ -243,7 +260,7 @@ class OCILayout:
         if len(raw) > MAX_INDEX_BYTES:
             raise InvalidContentError(f"{path} is larger than {MAX_INDEX_BYTES} bytes")
         try:
-            index = json.loads(raw)
+            index = load_json(raw)
         except ValueError as exc:
             raise InvalidContentError(
                 f"{path} is not valid JSON ({exc}); refusing to use or overwrite it",
@@ -281,7 +298,7 @@ class OCILayout:
         except OSError as exc:
             raise _io_error("read", path, exc) from None
         try:
-            obj = json.loads(raw)
+            obj = load_json(raw)
         except ValueError:
             obj = None
         if not isinstance(obj, dict):

@@ -89,7 +89,11 @@ def _split_host(host: str) -> tuple[str, int | None]:
         raise InvalidReferenceError(f"registry {quote(host)} is not a valid host name")
     port_text = rest[1:]
     # isdigit() alone accepts non-ASCII (e.g. full-width) digits, which httpx would reinterpret.
-    if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
+    if (
+        not (port_text.isascii() and port_text.isdigit())
+        or len(port_text) > 5
+        or not 0 < int(port_text) < 65536
+    ):
         raise InvalidReferenceError(
             f"registry {quote(host)} has an invalid port {quote(port_text)}"
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from orascp.content import ReadOnlyTarget, Target
+from orascp.errors import CopyError, OrascpError, Origin
 from orascp.reference import LayoutReference, RegistryReference, is_loopback_host
 from orascp.registry.credentials import Credential
 
@@ -132,7 +133,10 @@ async def open_targets(
         if isinstance(source, RegistrySide):
             src = repository(source, f"repository:{source.reference.repository}:pull")
         else:
-            src = OCILayout.open_source(source.reference.path)
+            try:
+                src = OCILayout.open_source(source.reference.path)
+            except OrascpError as exc:
+                raise CopyError("open", Origin.SOURCE, exc) from exc
         if isinstance(destination, RegistrySide):
             scopes = [f"repository:{destination.reference.repository}:pull,push"]
             if isinstance(source, RegistrySide) and _same_registry(source, destination):
@@ -140,7 +144,10 @@ async def open_targets(
                 scopes.append(f"repository:{source.reference.repository}:pull")
             dst = repository(destination, *scopes)
         else:
-            layout = OCILayout.open_destination(destination.reference.path)
+            try:
+                layout = OCILayout.open_destination(destination.reference.path)
+            except OrascpError as exc:
+                raise CopyError("open", Origin.DESTINATION, exc) from exc
             layouts.append(layout)
             dst = layout
         mount_source = None

@@ -18,13 +18,13 @@ The realm must be http(s), and never plain http when the registry itself is http
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import AsyncGenerator, Iterable
 from dataclasses import dataclass, field
 
 import httpx
 
+from orascp.descriptor import load_json
 from orascp.errors import OrascpError
 from orascp.registry.credentials import Credential
 
@@ -227,7 +227,7 @@ class RegistryAuth(httpx.Auth):
         if response.status_code != 200:
             raise TokenError(f"the token service at {host} answered {response.status_code}")
         try:
-            payload = json.loads(body)
+            payload = load_json(body)
         except ValueError:
             payload = None
         token = None

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -38,6 +37,7 @@ from orascp.descriptor import (
     Descriptor,
     compute_digest,
     is_manifest,
+    load_json,
     validate_digest,
 )
 from orascp.errors import (
@@ -142,7 +142,7 @@ async def error_from_response(response: httpx.Response) -> RegistryError | TLSEr
             body = await _read_capped(response, MAX_ERROR_BODY)
     details: list[ErrorDetail] = []
     try:
-        parsed = json.loads(body) if body else None
+        parsed = load_json(body) if body else None
     except ValueError:
         parsed = None
     if isinstance(parsed, dict) and isinstance(parsed.get("errors"), list):
@@ -601,7 +601,7 @@ class Repository:
 
 def _declared_media_type(content: bytes) -> str | None:
     try:
-        obj = json.loads(content)
+        obj = load_json(content)
     except ValueError:
         return None
     declared = obj.get("mediaType") if isinstance(obj, dict) else None
