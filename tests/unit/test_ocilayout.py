@@ -233,7 +233,12 @@ def test_tag_keeps_foreign_entries(tmp_path: Path) -> None:
 def test_corrupt_index_is_refused_and_left_unchanged(tmp_path: Path, corrupt: bytes) -> None:
     (tmp_path / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
     (tmp_path / "index.json").write_bytes(corrupt)
-    layout = OCILayout.open_destination(tmp_path)
+    # Refused as soon as it is opened as a destination, before any blob is written...
+    with pytest.raises(InvalidContentError):
+        OCILayout.open_destination(tmp_path)
+    assert not (tmp_path / "blobs").exists()
+    # ...and by a store opened before index.json went bad, when it comes to tagging.
+    layout = OCILayout(tmp_path)
     desc, content = manifest("c")
     push(layout, desc, content)
     with pytest.raises(InvalidContentError):
