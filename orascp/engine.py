@@ -439,7 +439,7 @@ class _Copier:
             try:
                 return await attempt()
             except CopyError as exc:
-                if number == retry.MAX_TRANSFER_ATTEMPTS - 1:
+                if number == retry.MAX_TRANSFER_ATTEMPTS - 1 or exc.cause.exhausted:
                     raise
                 if isinstance(exc.cause, VerificationError):
                     if verification_retried:

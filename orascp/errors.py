@@ -75,6 +75,9 @@ class OrascpError(Exception):
     """Base class of every error orascp raises on purpose."""
 
     reference = "orascp-error"
+    # Set when the failed request was already retried as often as the policy allows, so that
+    # an outer retry (a whole blob) does not multiply the attempts.
+    exhausted = False
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)

@@ -68,6 +68,8 @@ READ_TIMEOUT = float(os.environ.get("ORASCP_READ_TIMEOUT", "") or 120.0)
 MAX_ERROR_BODY = 64 * 1024
 # Manifests above this are refused before they are downloaded (oras, containerd agree on 4 MiB).
 DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+# Marks a response returned after the last retry: its error is not to be retried again.
+_EXHAUSTED = "orascp.retries_exhausted"
 # Blob GETs may be redirected to object storage; a chain longer than this is a loop.
 MAX_REDIRECTS = 10
 # Docker Hub's API host differs from the name people write.
@@ -180,7 +182,9 @@ async def error_from_response(response: httpx.Response) -> RegistryError | TLSEr
             " --from-username/--to-username (and a password)",
         )
     cls = RegistryNotFoundError if status == 404 else RegistryError
-    return cls(method, url, status, tuple(details))
+    error = cls(method, url, status, tuple(details))
+    error.exhausted = bool(response.extensions.get(_EXHAUSTED))
+    return error
 
 
 class RegistryClient:
@@ -276,13 +280,15 @@ class RegistryClient:
                 )
             except NetworkError as exc:
                 if last or not retry.is_retryable(exc) or waited >= retry.MAX_TOTAL_WAIT:
+                    exc.exhausted = replayable and retry.is_retryable(exc)
                     raise
                 delay = retry.backoff(attempt)
             else:
-                if last or response.status_code not in retry.RETRY_STATUSES:
+                if response.status_code not in retry.RETRY_STATUSES:
                     return response
                 delay = retry.retry_after(response.headers) or retry.backoff(attempt)
-                if waited + delay > retry.MAX_TOTAL_WAIT:
+                if last or waited + delay > retry.MAX_TOTAL_WAIT:
+                    response.extensions[_EXHAUSTED] = replayable
                     return response
                 await response.aclose()
             waited += delay
@@ -521,8 +527,18 @@ class Repository:
             raise InvalidContentError(f"the registry stored manifest {desc.digest} as {returned}")
 
     async def _start_upload(self, query: str = "") -> httpx.Response:
+        """POST to open an upload session (or mount); a cancelled POST still has its session
+        cancelled, since the registry may have opened one before the copy gave up."""
         url = self.client.url(f"/v2/{self.name}/blobs/uploads/{query}")
-        return await self.client.send("POST", url)
+        post = asyncio.ensure_future(self.client.send("POST", url))
+        try:
+            return await asyncio.shield(post)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                started = await asyncio.wait_for(post, timeout=5)
+                if started.status_code == 202 and started.headers.get("location"):
+                    await self._cancel_upload(await self._session_url(started))
+            raise
 
     async def _session_url(self, response: httpx.Response) -> httpx.URL:
         """Return the upload session URL of a 202, refusing one on another origin."""
