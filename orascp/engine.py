@@ -279,11 +279,7 @@ class _Copier:
                 "walk", InvalidContentError(f"the graph is nested deeper than {MAX_GRAPH_DEPTH}")
             )
         self.checked.add(desc.digest)
-        content = await self._manifest(desc)
-        try:
-            children = self.find_successors(desc, content)
-        except OrascpError as exc:
-            raise _as_source_error("parse", exc) from exc
+        _, children = await self._children(desc)
         if isinstance(self.src, LocalChecker):
             for child in children:
                 if not is_manifest(child.media_type):
@@ -375,11 +371,7 @@ class _Copier:
             async with self.sem:
                 await self._copy_blob(desc)
             return
-        content = await self._manifest(desc)
-        try:
-            children = self.find_successors(desc, content)
-        except OrascpError as exc:
-            raise _as_source_error("parse", exc) from exc
+        content, children = await self._children(desc)
         if children:
             self._add_waits(desc, children)
             child_path = (*path, desc.digest)
@@ -421,11 +413,7 @@ class _Copier:
                 if not await self._dst("exists", self.dst.exists(desc)):
                     await self._copy_blob(desc)
             return
-        content = await self._manifest(desc)
-        try:
-            children = self.find_successors(desc, content)
-        except OrascpError as exc:
-            raise _as_source_error("parse", exc) from exc
+        content, children = await self._children(desc)
         await self._push_healing(desc, content, children, None)
 
     async def _with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
@@ -451,6 +439,14 @@ class _Copier:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     # -- source side ------------------------------------------------------------------------
+
+    async def _children(self, desc: Descriptor) -> tuple[bytes, list[Descriptor]]:
+        """Return a manifest's bytes (fetched once) and the descriptors it points at."""
+        content = await self._manifest(desc)
+        try:
+            return content, self.find_successors(desc, content)
+        except OrascpError as exc:
+            raise _as_source_error("parse", exc) from exc
 
     async def _manifest(self, desc: Descriptor) -> bytes:
         """Return a manifest's verified bytes, fetching them from the source only once."""
