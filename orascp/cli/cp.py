@@ -128,7 +128,11 @@ def _render_error(exc: OrascpError, request: CopyRequest | None, env: Environmen
                 f" {flag}-username with {flag}-password-stdin"
             )
         elif hint is None and isinstance(cause, NotFoundError) and exc.origin is Origin.SOURCE:
-            hint = "check the reference: the tag or digest does not exist in that repository"
+            hint = (
+                "check the reference: the tag or digest does not exist in that repository"
+                if isinstance(side, RegistrySide)
+                else "check the layout directory and the tag or digest in it"
+            )
         env.error(message, hint)
     else:
         env.error(str(exc), exc.hint)
