@@ -193,29 +193,57 @@ def write_layout(path: Path, artifact: Artifact, tag: str | None = None) -> None
     index_path.write_text(json.dumps(idx))
 
 
-def push(host: str, repository: str, artifact: Artifact, tag: str | None = None) -> None:
-    """Push ``artifact`` to a plain-HTTP registry with bare POST/PUT requests."""
-    base = f"http://{host}/v2/{repository}"
-    with httpx.Client(timeout=60) as client:
-        for blob in artifact.all:
-            if blob.media_type in (OCI_MANIFEST, OCI_INDEX):
-                ref = tag if blob is artifact.root and tag else blob.digest
-                r = client.put(
-                    f"{base}/manifests/{ref}",
-                    content=blob.data,
-                    headers={"Content-Type": blob.media_type},
-                )
-                r.raise_for_status()
-                continue
-            r = client.post(f"{base}/blobs/uploads/")
-            r.raise_for_status()
-            location = httpx.URL(f"{base}/blobs/uploads/").join(r.headers["location"])
+def push_with(
+    client: httpx.Client,
+    repository: str,
+    artifact: Artifact,
+    tag: str | None = None,
+    *,
+    workers: int = 1,
+) -> None:
+    """Push ``artifact`` through ``client`` (which has the registry as ``base_url``).
+
+    Bare requests: POST then a monolithic PUT per blob, ``workers`` blobs at a time, then the
+    manifests, children first (a registry checks that the content a manifest lists exists).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    base = f"/v2/{repository}"
+    uploads = client.base_url.join(f"{base}/blobs/uploads/")
+
+    def upload(blob: Blob) -> None:
+        r = client.post(uploads)
+        r.raise_for_status()
+        r = client.put(
+            uploads.join(r.headers["location"]).copy_merge_params({"digest": blob.digest}),
+            content=blob.data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        r.raise_for_status()
+
+    is_manifest = {OCI_MANIFEST, OCI_INDEX}
+    blobs = [b for b in artifact.all if b.media_type not in is_manifest]
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(upload, blobs))
+    else:
+        for blob in blobs:
+            upload(blob)
+    for blob in artifact.all:
+        if blob.media_type in is_manifest:
+            ref = tag if blob is artifact.root and tag else blob.digest
             r = client.put(
-                location.copy_merge_params({"digest": blob.digest}),
+                f"{base}/manifests/{ref}",
                 content=blob.data,
-                headers={"Content-Type": "application/octet-stream"},
+                headers={"Content-Type": blob.media_type},
             )
             r.raise_for_status()
+
+
+def push(host: str, repository: str, artifact: Artifact, tag: str | None = None) -> None:
+    """Push ``artifact`` to a plain-HTTP registry with bare POST/PUT requests."""
+    with httpx.Client(base_url=f"http://{host}", timeout=60) as client:
+        push_with(client, repository, artifact, tag)
 
 
 def fetch_manifest(host: str, repository: str, reference: str) -> tuple[str, bytes]:
@@ -281,40 +309,10 @@ def many_blobs_image(count: int, seed: str = "many", size: int = 300) -> Artifac
 def push_concurrently(
     host: str, repository: str, artifact: Artifact, tag: str | None = None, workers: int = 16
 ) -> None:
-    """Push ``artifact`` like :func:`push`, its blobs ``workers`` at a time, then its manifests.
-
-    Manifests go last, children first, once every blob is stored (a registry checks that the
-    blobs a manifest lists exist).
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    base = f"http://{host}/v2/{repository}"
+    """Push ``artifact`` like :func:`push`, its blobs ``workers`` at a time."""
     limits = httpx.Limits(max_connections=workers, max_keepalive_connections=workers)
-    with httpx.Client(timeout=60, limits=limits) as client:
-
-        def upload(blob: Blob) -> None:
-            r = client.post(f"{base}/blobs/uploads/")
-            r.raise_for_status()
-            location = httpx.URL(f"{base}/blobs/uploads/").join(r.headers["location"])
-            r = client.put(
-                location.copy_merge_params({"digest": blob.digest}),
-                content=blob.data,
-                headers={"Content-Type": "application/octet-stream"},
-            )
-            r.raise_for_status()
-
-        manifests = [b for b in artifact.all if b.media_type in (OCI_MANIFEST, OCI_INDEX)]
-        blobs = [b for b in artifact.all if b.media_type not in (OCI_MANIFEST, OCI_INDEX)]
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            list(pool.map(upload, blobs))
-        for blob in manifests:
-            ref = tag if blob is artifact.root and tag else blob.digest
-            r = client.put(
-                f"{base}/manifests/{ref}",
-                content=blob.data,
-                headers={"Content-Type": blob.media_type},
-            )
-            r.raise_for_status()
+    with httpx.Client(base_url=f"http://{host}", timeout=60, limits=limits) as client:
+        push_with(client, repository, artifact, tag, workers=workers)
 
 
 def push_blob(host: str, repository: str, data: bytes) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from tests.support.artifacts import OCI_INDEX, OCI_MANIFEST, Artifact, digest_of
+from tests.support.artifacts import OCI_INDEX, OCI_MANIFEST, Artifact, digest_of, push_with
 from tests.support.registry import Registry
 
 __all__ = [
@@ -103,27 +103,8 @@ def client_for(
 def push_artifact(
     client: httpx.Client, repository: str, artifact: Artifact, tag: str | None = None
 ) -> None:
-    """Push ``artifact`` with bare POST/PUT requests (a monolithic upload per blob)."""
-    base = f"/v2/{repository}"
-    for blob in artifact.all:
-        if blob.media_type in (OCI_MANIFEST, OCI_INDEX):
-            ref = tag if blob is artifact.root and tag else blob.digest
-            r = client.put(
-                f"{base}/manifests/{ref}",
-                content=blob.data,
-                headers={"Content-Type": blob.media_type},
-            )
-            r.raise_for_status()
-            continue
-        r = client.post(f"{base}/blobs/uploads/")
-        r.raise_for_status()
-        location = client.base_url.join(f"{base}/blobs/uploads/").join(r.headers["location"])
-        r = client.put(
-            location.copy_merge_params({"digest": blob.digest}),
-            content=blob.data,
-            headers={"Content-Type": "application/octet-stream"},
-        )
-        r.raise_for_status()
+    """Push ``artifact`` with bare POST/PUT requests through an authenticated client."""
+    push_with(client, repository, artifact, tag)
 
 
 def fetch_manifest(client: httpx.Client, repository: str, reference: str) -> tuple[str, bytes]:
