@@ -107,6 +107,17 @@ class RegistryOptions:
         return ctx
 
 
+def _check_digest_header(response: httpx.Response, desc: Descriptor, message: str) -> None:
+    """Verify ``Docker-Content-Digest`` when the registry sends one in ``desc``'s algorithm.
+
+    distribution-spec: a client that uses this header MUST verify it. ``message`` names
+    ``{returned}`` and ``{expected}``.
+    """
+    returned = response.headers.get("docker-content-digest")
+    if returned and returned.startswith(f"{desc.algorithm}:") and returned != desc.digest:
+        raise InvalidContentError(message.format(returned=returned, expected=desc.digest))
+
+
 def _media_type(response: httpx.Response) -> str:
     value: str = response.headers.get("content-type", "")
     return value.split(";", 1)[0].strip()
@@ -399,19 +410,16 @@ class Repository:
                 )
             media_type = declared
         if reference.startswith(("sha256:", "sha512:")):
-            algorithm = reference.split(":", 1)[0]
             desc = Descriptor(media_type, reference, len(content))
             check_bytes(desc, content)
         else:
-            algorithm = "sha256"
             desc = Descriptor(media_type, compute_digest(content), len(content))
-        header = response.headers.get("docker-content-digest")
-        if header and header.startswith(f"{algorithm}:") and header != desc.digest:
-            # distribution-spec: a client that uses this header MUST verify it.
-            raise InvalidContentError(
-                f"{self.registry}/{self.name}:{reference}: the registry says the manifest is"
-                f" {header}, but its bytes hash to {desc.digest}"
-            )
+        _check_digest_header(
+            response,
+            desc,
+            f"{self.registry}/{self.name}:{reference}: the registry says the manifest is"
+            " {returned}, but its bytes hash to {expected}",
+        )
         return desc, content
 
     async def _read_manifest(self, response: httpx.Response, url: httpx.URL) -> bytes:
@@ -522,9 +530,9 @@ class Repository:
         )
         if response.status_code != 201:
             raise await error_from_response(response)
-        returned = response.headers.get("docker-content-digest")
-        if returned and returned.startswith(f"{desc.algorithm}:") and returned != desc.digest:
-            raise InvalidContentError(f"the registry stored manifest {desc.digest} as {returned}")
+        _check_digest_header(
+            response, desc, "the registry stored manifest {expected} as {returned}"
+        )
 
     async def _start_upload(self, query: str = "") -> httpx.Response:
         """POST to open an upload session (or mount); a cancelled POST still has its session
@@ -575,9 +583,7 @@ class Repository:
         )
         if response.status_code != 201:
             raise await error_from_response(response)
-        returned = response.headers.get("docker-content-digest")
-        if returned and returned.startswith(f"{desc.algorithm}:") and returned != desc.digest:
-            raise InvalidContentError(f"the registry stored blob {desc.digest} as {returned}")
+        _check_digest_header(response, desc, "the registry stored blob {expected} as {returned}")
 
     async def _cancel_upload(self, session: httpx.URL) -> None:
         """Cancel an upload session (best effort: the spec says to ignore failures)."""
@@ -596,11 +602,9 @@ class Repository:
         params = str(httpx.QueryParams({"mount": desc.digest, "from": from_repository}))
         started = await self._start_upload(f"?{params}")
         if started.status_code == 201:
-            returned = started.headers.get("docker-content-digest")
-            if returned and returned.startswith(f"{desc.algorithm}:") and returned != desc.digest:
-                raise InvalidContentError(
-                    f"the registry mounted {returned} when asked for {desc.digest}"
-                )
+            _check_digest_header(
+                started, desc, "the registry mounted {returned} when asked for {expected}"
+            )
             return MountOutcome.MOUNTED
         session = await self._session_url(started)
         if fallback is None:
