@@ -381,12 +381,8 @@ def register(app: typer.Typer) -> None:
                 mount=not no_mount,
                 force=force,
             )
-        except (InvalidReferenceError, UsageError) as exc:
-            env.error(str(exc), exc.hint)
-            sys.exit(ExitStatus.USAGE)
         except OrascpError as exc:
-            env.error(str(exc), exc.hint)
-            sys.exit(ExitStatus.ERROR)
+            env.fail(exc)
         sys.exit(run_copy(request, env))
 
     doc = (

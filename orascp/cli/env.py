@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import NoReturn, TextIO
+
+from orascp.errors import ExitStatus, InvalidReferenceError, OrascpError, UsageError
 
 __all__ = ["Environment"]
 
@@ -27,3 +29,14 @@ class Environment:
         """Print a one-line warning on stderr."""
         self.stderr.write(f"Warning: {message}\n")
         self.stderr.flush()
+
+    def fail(self, exc: OrascpError, context: str = "") -> NoReturn:
+        """Print ``exc`` and exit: 2 for usage and reference errors, 1 for the rest.
+
+        ``context`` prefixes the message of runtime errors (e.g. ``login to HOST failed: ``).
+        """
+        if isinstance(exc, InvalidReferenceError | UsageError):
+            self.error(str(exc), exc.hint)
+            sys.exit(ExitStatus.USAGE)
+        self.error(f"{context}{exc}", exc.hint)
+        sys.exit(ExitStatus.ERROR)

@@ -11,7 +11,7 @@ import typer
 
 from orascp.cli.env import Environment
 from orascp.cli.options import read_secret
-from orascp.errors import ExitStatus, InvalidReferenceError, OrascpError, UsageError
+from orascp.errors import ExitStatus, OrascpError, UsageError
 from orascp.reference import RegistryReference, parse_registry_reference
 from orascp.registry.credentials import Credential, CredentialStore
 
@@ -150,12 +150,8 @@ def register(app: typer.Typer) -> None:
                 tls,
                 env,
             )
-        except (InvalidReferenceError, UsageError) as exc:
-            env.error(str(exc), exc.hint)
-            sys.exit(ExitStatus.USAGE)
         except OrascpError as exc:
-            env.error(f"login to {registry} failed: {exc}", exc.hint)
-            sys.exit(ExitStatus.ERROR)
+            env.fail(exc, f"login to {registry} failed: ")
         sys.exit(status)
 
     @app.command("logout")
@@ -175,12 +171,8 @@ def register(app: typer.Typer) -> None:
         try:
             _check_registry(registry)
             removed = CredentialStore(registry_config or []).erase(registry)
-        except (InvalidReferenceError, UsageError) as exc:
-            env.error(str(exc), exc.hint)
-            sys.exit(ExitStatus.USAGE)
         except OrascpError as exc:
-            env.error(str(exc), exc.hint)
-            sys.exit(ExitStatus.ERROR)
+            env.fail(exc)
         if removed:
             env.stdout.write(f"Removed login credentials for {registry}\n")
         else:
