@@ -127,6 +127,17 @@ async def open_targets(
         client.auth.add_scopes(*scopes)
         return client.repository(side.reference.repository)
 
+    mount_source = None
+    if (
+        isinstance(source, RegistrySide)
+        and isinstance(destination, RegistrySide)
+        and _same_registry(source, destination)
+        and source.reference.repository != destination.reference.repository
+    ):
+        # With other credentials on each side the destination's token may not cover the
+        # source: the first refused mount turns mounting off and the copy goes on.
+        mount_source = source.reference.repository
+
     try:
         src: ReadOnlyTarget
         dst: Target
@@ -139,9 +150,9 @@ async def open_targets(
                 raise CopyError("open", Origin.SOURCE, exc) from exc
         if isinstance(destination, RegistrySide):
             scopes = [f"repository:{destination.reference.repository}:pull,push"]
-            if isinstance(source, RegistrySide) and _same_registry(source, destination):
+            if mount_source:
                 # A mount needs pull on the source repository, in the destination's token.
-                scopes.append(f"repository:{source.reference.repository}:pull")
+                scopes.append(f"repository:{mount_source}:pull")
             dst = repository(destination, *scopes)
         else:
             try:
@@ -150,16 +161,6 @@ async def open_targets(
                 raise CopyError("open", Origin.DESTINATION, exc) from exc
             layouts.append(layout)
             dst = layout
-        mount_source = None
-        if (
-            isinstance(source, RegistrySide)
-            and isinstance(destination, RegistrySide)
-            and _same_registry(source, destination)
-            and source.reference.repository != destination.reference.repository
-        ):
-            # With other credentials on each side the destination's token may not cover the
-            # source: the first refused mount turns mounting off and the copy goes on.
-            mount_source = source.reference.repository
         yield OpenTargets(src, dst, mount_source)
     finally:
         for layout in layouts:
