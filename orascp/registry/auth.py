@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from orascp.descriptor import load_json
-from orascp.errors import OrascpError
+from orascp.errors import AuthenticationError, OrascpError
 from orascp.registry.credentials import Credential
 
 __all__ = ["Challenge", "RegistryAuth", "merge_scopes", "parse_challenges"]
@@ -215,10 +215,8 @@ class RegistryAuth(httpx.Auth):
             raise TokenError("the token service sent an answer larger than 1 MiB")
         host = response.request.url.host
         if response.status_code in (401, 403):
-            from orascp.errors import AuthenticationError
-
             raise AuthenticationError(
-                "GET" if response.request.method == "GET" else "POST",
+                response.request.method,
                 f"token service at {host}",
                 response.status_code,
                 hint=f"check the credentials for {self.registry_url.host}"
