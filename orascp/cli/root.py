@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from orascp.cli import cp, login
+from orascp.cli import completion, cp, login
 from orascp.cli.app import print_version
 
 __all__ = ["app"]
@@ -18,6 +18,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: rich's markdown and table modules cost ~50 ms on every --help.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -43,5 +45,6 @@ def root(
     """Copy OCI artifacts between registries and OCI image layouts."""
 
 
+completion.enable()
 cp.register(app)
 login.register(app)

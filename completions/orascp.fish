@@ -1,0 +1,1 @@
+complete --command orascp --no-files --arguments "(env COLUMNS=10000 _ORASCP_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) orascp)" --condition "env COLUMNS=10000 _ORASCP_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) orascp"
