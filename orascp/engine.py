@@ -87,6 +87,8 @@ class CopyHooks:
     instead of both when a blob is mounted; ``on_copy_skipped`` fires for a node that already
     exists at the destination (its subtree is not visited); ``on_deduplicated`` fires for a second
     occurrence of a digest that another descriptor of the graph already handled.
+    ``on_progress`` receives the bytes of a blob read from the source so far in the current
+    attempt (it starts again from zero when a transfer is retried).
     """
 
     pre_copy: Hook | None = None
@@ -94,6 +96,7 @@ class CopyHooks:
     on_copy_skipped: Hook | None = None
     on_mounted: Hook | None = None
     on_deduplicated: Hook | None = None
+    on_progress: Callable[[Descriptor, int], None] | None = None
 
 
 @dataclass(slots=True)
@@ -206,10 +209,18 @@ def _as_source_error(op: str, exc: OrascpError) -> CopyError:
     return exc if isinstance(exc, CopyError) else CopyError(op, Origin.SOURCE, exc)
 
 
-async def _attributed(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Pass chunks through, labelling errors raised while reading them as the source's."""
+async def _attributed(
+    chunks: AsyncIterator[bytes],
+    desc: Descriptor,
+    progress: Callable[[Descriptor, int], None] | None,
+) -> AsyncIterator[bytes]:
+    """Pass chunks through, reporting progress and labelling read errors as the source's."""
+    done = 0
     try:
         async for chunk in chunks:
+            if progress is not None:
+                done += len(chunk)
+                progress(desc, done)
             yield chunk
     except OrascpError as exc:
         raise _as_source_error("fetch", exc) from exc
@@ -483,7 +494,7 @@ class _Copier:
         except OrascpError as exc:
             raise _as_source_error("fetch", exc) from exc
         try:
-            yield _attributed(chunks)
+            yield _attributed(chunks, desc, self.hooks.on_progress)
         except BaseException as exc:
             if not await stream.__aexit__(type(exc), exc, exc.__traceback__):
                 raise

@@ -7,7 +7,7 @@ registry share one client, so they share connections, and mounting between them 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -20,6 +20,7 @@ from orascp.registry.credentials import Credential
 if TYPE_CHECKING:
     from orascp.ocilayout import OCILayout
     from orascp.registry.client import RegistryClient, RegistryOptions, Repository
+    from orascp.registry.trace import HttpTracer
 
 __all__ = [
     "LayoutSide",
@@ -105,9 +106,16 @@ class OpenTargets:
 
 @asynccontextmanager
 async def open_targets(
-    source: Side, destination: Side, *, concurrency: int
+    source: Side,
+    destination: Side,
+    *,
+    concurrency: int,
+    trace: Callable[[str], None] | None = None,
 ) -> AsyncIterator[OpenTargets]:
-    """Open both sides, sharing one registry client where they are on the same registry."""
+    """Open both sides, sharing one registry client where they are on the same registry.
+
+    With ``trace``, every HTTP exchange is written to it, redacted (``--debug``).
+    """
     # Imported here, not at the top: --help needs neither asyncio nor httpx, and a
     # layout-to-layout copy needs no httpx.
     from orascp.ocilayout import OCILayout
@@ -115,13 +123,24 @@ async def open_targets(
 
     clients: dict[tuple[object, ...], RegistryClient] = {}
     layouts: list[OCILayout] = []
+    tracer = None
+    if trace is not None:
+        from orascp.registry.trace import HttpTracer
+
+        custom = [
+            name
+            for side in (source, destination)
+            if isinstance(side, RegistrySide)
+            for name, _ in side.headers
+        ]
+        tracer = HttpTracer(trace, secret_headers=custom)
 
     def repository(side: RegistrySide, *scopes: str) -> Repository:
         key = side.connection_key()
         client = clients.get(key)
         if client is None:
             # Two connections per transfer (source GET, destination PUT), a few spare.
-            options = _registry_options(side, max_connections=2 * concurrency + 4)
+            options = _registry_options(side, max_connections=2 * concurrency + 4, tracer=tracer)
             client = clients[key] = RegistryClient(side.reference.registry, options)
         # One token per registry for the whole copy: ask for every scope it will need.
         client.auth.add_scopes(*scopes)
@@ -180,7 +199,9 @@ async def check_login(side: RegistrySide) -> None:
         await client.aclose()
 
 
-def _registry_options(side: RegistrySide, **extra: int) -> RegistryOptions:
+def _registry_options(
+    side: RegistrySide, *, max_connections: int = 16, tracer: HttpTracer | None = None
+) -> RegistryOptions:
     from orascp.registry.client import RegistryOptions
 
     return RegistryOptions(
@@ -191,5 +212,6 @@ def _registry_options(side: RegistrySide, **extra: int) -> RegistryOptions:
         cert_file=side.cert_file,
         key_file=side.key_file,
         headers=side.headers,
-        **extra,
+        max_connections=max_connections,
+        tracer=tracer,
     )

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from orascp.cli.env import Environment
 from orascp.cli.options import SideFlags, resolve_side
 from orascp.descriptor import Descriptor
+from orascp.display.record import Recorder, result_document
+from orascp.display.text import Display, NullDisplay, TextDisplay
 from orascp.errors import (
     AuthenticationError,
     CopyError,
@@ -30,23 +34,34 @@ from orascp.reference import (
 )
 from orascp.targets import RegistrySide, Side, describe
 
+if TYPE_CHECKING:
+    from orascp.engine import CopyHooks
+
 __all__ = ["CopyRequest", "parse_request", "register", "run_copy"]
 
 EXAMPLES = """
 Examples:
 
+\b
   Copy within one registry (every blob is mounted, no bytes move):
     orascp cp localhost:5000/team-a/app:v1 localhost:5000/team-b/app:v1
 
+\b
   Copy to another registry and apply three tags:
     orascp cp localhost:5000/app:v1 127.0.0.1:5001/mirror/app:v1,latest,stable
 
+\b
   Copy from a registry into an OCI image layout directory, and back:
     orascp cp localhost:5000/app@sha256:<hex> --to-oci-layout ./out:v1
     orascp cp --from-oci-layout ./out:v1 localhost:5000/restored/app:v1
 
+\b
   Copy between two OCI layouts, without any network:
     orascp cp --from-oci-layout ./out@sha256:<hex> --to-oci-layout ./copy:v1
+
+\b
+  Print the result as JSON for a script:
+    orascp cp --format json localhost:5000/app:v1 localhost:5000/backup/app:v1
 """
 
 
@@ -61,6 +76,9 @@ class CopyRequest:
     concurrency: int
     mount: bool
     force: bool = False
+    output: Literal["text", "json"] = "text"
+    tty: bool = True  # False: --no-tty
+    debug: bool = False
 
 
 def parse_request(
@@ -73,10 +91,15 @@ def parse_request(
     concurrency: int = 3,
     mount: bool = True,
     force: bool = False,
+    output: str = "text",
+    tty: bool = True,
+    debug: bool = False,
 ) -> CopyRequest:
     """Validate every reference and flag before anything touches the network or the disk."""
     if concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, got {concurrency}")
+    if output not in ("text", "json"):
+        raise UsageError(f"--format must be text or json, got {quote(output)}")
     if src_flags.password_stdin and dst_flags.password_stdin:
         raise UsageError(
             "--from-password-stdin and --to-password-stdin cannot both read standard input"
@@ -104,7 +127,18 @@ def parse_request(
         )
     dst = resolve_side(first, dst_flags, env)
     tags = ((ref.tag,) if ref.tag else ()) + extra
-    return CopyRequest(src, dst, tags, ref.digest, concurrency, mount, force)
+    return CopyRequest(
+        src,
+        dst,
+        tags,
+        ref.digest,
+        concurrency,
+        mount,
+        force,
+        output="json" if output == "json" else "text",
+        tty=tty,
+        debug=debug,
+    )
 
 
 def _render_error(exc: OrascpError, request: CopyRequest | None, env: Environment) -> None:
@@ -138,43 +172,90 @@ def _render_error(exc: OrascpError, request: CopyRequest | None, env: Environmen
         env.error(str(exc), exc.hint)
 
 
-async def _run(request: CopyRequest, env: Environment) -> Descriptor:
-    from orascp.display import TextDisplay
-    from orascp.engine import CopyHooks, CopyOptions, copy
+def _display(request: CopyRequest, env: Environment) -> Display:
+    """Pick what the user sees while the copy runs (see the README's "Output")."""
+    if request.output == "json":
+        return NullDisplay()
+    term = os.environ.get("TERM", "")
+    if request.tty and not request.debug and term != "dumb" and env.stderr.isatty():
+        # Imported only here: rich's rendering modules cost tens of milliseconds to load.
+        from rich.console import Console
+
+        from orascp.display.tty import ProgressDisplay
+
+        return ProgressDisplay(Console(file=env.stderr, highlight=False))
+    return TextDisplay(env.stdout)
+
+
+def _hooks(*displays: Display) -> CopyHooks:
+    """Return engine hooks that tell every display about every event."""
+    from orascp.engine import CopyHooks
+
+    def fan_out(name: str) -> Callable[[Descriptor], None]:
+        methods = [getattr(display, name) for display in displays]
+
+        def call(desc: Descriptor) -> None:
+            for method in methods:
+                method(desc)
+
+        return call
+
+    progress = [d.on_progress for d in displays if d.wants_progress]
+    return CopyHooks(
+        pre_copy=fan_out("pre_copy"),
+        post_copy=fan_out("post_copy"),
+        on_copy_skipped=fan_out("on_copy_skipped"),
+        on_mounted=fan_out("on_mounted"),
+        on_deduplicated=fan_out("on_deduplicated"),
+        # Called per chunk read: only wired when a display draws bytes.
+        on_progress=progress[0] if len(progress) == 1 else None,
+    )
+
+
+def _trace_writer(env: Environment) -> Callable[[str], None]:
+    def write(block: str) -> None:
+        env.stderr.write(block)
+        env.stderr.flush()
+
+    return write
+
+
+async def _run(request: CopyRequest, env: Environment, recorder: Recorder) -> Descriptor:
+    from orascp.engine import CopyOptions, copy
     from orascp.targets import open_targets
 
-    display = TextDisplay(env.stdout)
-    async with open_targets(
-        request.source, request.destination, concurrency=request.concurrency
-    ) as targets:
-        mount_source = targets.mount_source if request.mount else None
-        options = CopyOptions(
+    display = _display(request, env)
+    display.start()
+    try:
+        async with open_targets(
+            request.source,
+            request.destination,
             concurrency=request.concurrency,
-            force=request.force,
-            mount_from=(lambda _desc: [mount_source]) if mount_source else None,
-            # Hook up the display: its methods have exactly the hooks' signatures.
-            hooks=CopyHooks(
-                pre_copy=display.pre_copy,
-                post_copy=display.post_copy,
-                on_copy_skipped=display.on_copy_skipped,
-                on_mounted=display.on_mounted,
-                on_deduplicated=display.on_deduplicated,
-            ),
-        )
-        reference = request.source.reference.reference
-        assert reference is not None  # parse_request refuses a source without one
-        result = await copy(
-            targets.source,
-            reference,
-            targets.destination,
-            request.tags,
-            options,
-            expected_digest=request.expected_digest,
-        )
+            trace=_trace_writer(env) if request.debug else None,
+        ) as targets:
+            mount_source = targets.mount_source if request.mount else None
+            options = CopyOptions(
+                concurrency=request.concurrency,
+                force=request.force,
+                mount_from=(lambda _desc: [mount_source]) if mount_source else None,
+                hooks=_hooks(recorder, display),
+            )
+            reference = request.source.reference.reference
+            assert reference is not None  # parse_request refuses a source without one
+            result = await copy(
+                targets.source,
+                reference,
+                targets.destination,
+                request.tags,
+                options,
+                expected_digest=request.expected_digest,
+            )
+    finally:
+        display.stop()
     return result.root
 
 
-def _run_with_signals(request: CopyRequest, env: Environment) -> Descriptor:
+def _run_with_signals(request: CopyRequest, env: Environment, recorder: Recorder) -> Descriptor:
     """Run the copy; SIGTERM cancels it like Ctrl-C does, so cleanup code runs either way."""
     import asyncio  # not at the top: --help does not need it
     import signal
@@ -192,7 +273,7 @@ def _run_with_signals(request: CopyRequest, env: Environment) -> Descriptor:
 
         loop.add_signal_handler(signal.SIGTERM, on_sigterm)
         try:
-            return await _run(request, env)
+            return await _run(request, env, recorder)
         except asyncio.CancelledError:
             if terminated:
                 raise _Terminated() from None
@@ -201,14 +282,20 @@ def _run_with_signals(request: CopyRequest, env: Environment) -> Descriptor:
     return asyncio.run(main())
 
 
+def _side_json(side: Side) -> dict[str, str]:
+    kind = "registry" if isinstance(side, RegistrySide) else "oci-layout"
+    return {"type": kind, "reference": side.raw}
+
+
 class _Terminated(Exception):
     """Signal that SIGTERM stopped the copy."""
 
 
 def run_copy(request: CopyRequest, env: Environment) -> ExitStatus:
     """Copy, print the summary and return the exit status."""
+    recorder = Recorder()
     try:
-        root = _run_with_signals(request, env)
+        root = _run_with_signals(request, env, recorder)
     except OrascpError as exc:
         _render_error(exc, request, env)
         return ExitStatus.ERROR
@@ -219,6 +306,18 @@ def run_copy(request: CopyRequest, env: Environment) -> ExitStatus:
         env.error("terminated; run the same command again to finish the copy")
         return ExitStatus.TERMINATED
     out = env.stdout
+    if request.output == "json":
+        out.write(
+            result_document(
+                source=_side_json(request.source),
+                destination=_side_json(request.destination),
+                root=root,
+                tags=list(request.tags),
+                recorder=recorder,
+            )
+        )
+        out.flush()
+        return ExitStatus.OK
     # The destination is shown with its first tag only, as oras does.
     out.write(f"Copied {describe(request.source)} => {describe(request.destination)}\n")
     for tag in request.tags[1:]:
@@ -268,8 +367,12 @@ def register(app: typer.Typer) -> None:
     """Add the ``cp`` command (and its alias ``copy``) to ``app``."""
 
     def cp(
-        source: Annotated[str, typer.Argument(help=SOURCE_HELP, show_default=False)],
-        destination: Annotated[str, typer.Argument(help=DESTINATION_HELP, show_default=False)],
+        source: Annotated[
+            str, typer.Argument(help=SOURCE_HELP, show_default=False, metavar="SOURCE")
+        ],
+        destination: Annotated[
+            str, typer.Argument(help=DESTINATION_HELP, show_default=False, metavar="DESTINATION")
+        ],
         from_oci_layout: Annotated[bool, side_option("from", "oci-layout")] = False,
         to_oci_layout: Annotated[bool, side_option("to", "oci-layout")] = False,
         from_plain_http: Annotated[bool, side_option("from", "plain-http")] = False,
@@ -305,6 +408,28 @@ def register(app: typer.Typer) -> None:
             bool,
             typer.Option(
                 "--no-mount", help="Never mount blobs across repositories; always copy the bytes."
+            ),
+        ] = False,
+        output: Annotated[
+            str,
+            typer.Option(
+                "--format",
+                metavar="text|json",
+                help="text: status lines (a live display on a terminal); json: one JSON document"
+                " on stdout at the end (schema in the README).",
+            ),
+        ] = "text",
+        no_tty: Annotated[
+            bool,
+            typer.Option("--no-tty", help="No live progress display, even on a terminal."),
+        ] = False,
+        debug: Annotated[
+            bool,
+            typer.Option(
+                "-d",
+                "--debug",
+                help="Trace every HTTP request and response on stderr, secrets redacted"
+                " (implies --no-tty).",
             ),
         ] = False,
         force: Annotated[
@@ -380,6 +505,9 @@ def register(app: typer.Typer) -> None:
                 concurrency=concurrency,
                 mount=not no_mount,
                 force=force,
+                output=output,
+                tty=not no_tty,
+                debug=debug,
             )
         except OrascpError as exc:
             env.fail(exc)

@@ -6,11 +6,27 @@ the digest shortened to 12 hex characters (sha256) and the title annotation, els
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import ClassVar, Protocol, TextIO
 
 from orascp.descriptor import Descriptor
 
-__all__ = ["NullDisplay", "TextDisplay", "display_name", "short_digest"]
+__all__ = ["Display", "NullDisplay", "TextDisplay", "display_name", "short_digest"]
+
+
+class Display(Protocol):
+    """Show a copy as it runs: the engine hooks' methods, plus a start and a stop."""
+
+    # Whether on_progress does anything: the engine only counts bytes for a display that does.
+    wants_progress: ClassVar[bool]
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+    def pre_copy(self, desc: Descriptor) -> None: ...
+    def post_copy(self, desc: Descriptor) -> None: ...
+    def on_copy_skipped(self, desc: Descriptor) -> None: ...
+    def on_mounted(self, desc: Descriptor) -> None: ...
+    def on_deduplicated(self, desc: Descriptor) -> None: ...
+    def on_progress(self, desc: Descriptor, done: int) -> None: ...
 
 
 def short_digest(desc: Descriptor) -> str:
@@ -23,7 +39,22 @@ def display_name(desc: Descriptor) -> str:
     return desc.title or desc.media_type
 
 
-class TextDisplay:
+class _Quiet:
+    """Provide the no-op parts of a display."""
+
+    wants_progress: ClassVar[bool] = False
+
+    def start(self) -> None:
+        """Do nothing: there is nothing to set up."""
+
+    def stop(self) -> None:
+        """Do nothing: every line is already written."""
+
+    def on_progress(self, desc: Descriptor, done: int) -> None:
+        """Ignore byte progress."""
+
+
+class TextDisplay(_Quiet):
     """Print status lines to a text stream; its methods have the engine hooks' signatures."""
 
     def __init__(self, stream: TextIO) -> None:
@@ -60,7 +91,7 @@ class TextDisplay:
             self._line("Skipped", desc)
 
 
-class NullDisplay:
+class NullDisplay(_Quiet):
     """Show nothing (``--format json`` and library use)."""
 
     def pre_copy(self, desc: Descriptor) -> None:

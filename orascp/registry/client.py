@@ -27,6 +27,7 @@ import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -56,6 +57,9 @@ from orascp.registry.auth import RegistryAuth
 from orascp.registry.credentials import Credential
 from orascp.registry.transport import AsyncioTransport
 from orascp.verify import check_bytes, verified
+
+if TYPE_CHECKING:
+    from orascp.registry.trace import HttpTracer
 
 __all__ = ["RegistryClient", "RegistryOptions", "Repository"]
 
@@ -93,6 +97,8 @@ class RegistryOptions:
     # Keep-alive connections; a copy opens at most two per transfer (source GET, target PUT).
     max_connections: int = 16
     max_manifest_bytes: int = DEFAULT_MAX_MANIFEST_BYTES
+    # --debug: every exchange is written here, redacted.
+    tracer: HttpTracer | None = field(default=None, compare=False)
 
     def ssl_context(self) -> ssl.SSLContext:
         """Build the TLS context these options describe (only called for https)."""
@@ -218,6 +224,10 @@ class RegistryClient:
                 ssl_context=self.options.ssl_context,
                 max_idle_per_origin=self.options.max_connections,
             )
+        if self.options.tracer is not None:
+            from orascp.registry.trace import TracingTransport
+
+            transport = TracingTransport(transport, self.options.tracer)
         self.origin = httpx.URL(self.base_url)
         self.auth = RegistryAuth(self.base_url, self.options.credential)
         self._headers = dict(self.options.headers)
