@@ -22,6 +22,7 @@ __all__ = [
     "ReadOnlyTarget",
     "ReferenceFetcher",
     "ReferencePusher",
+    "ReferrerLister",
     "Target",
 ]
 
@@ -108,6 +109,15 @@ class Mounter(Protocol):
         ``fallback()`` are uploaded into that very session (no second POST). With no fallback
         the session is cancelled with DELETE and ``NOT_MOUNTED`` is returned.
         """
+        ...
+
+
+@runtime_checkable
+class ReferrerLister(Protocol):
+    """List the manifests that refer to a manifest through their ``subject``."""
+
+    async def referrers(self, desc: Descriptor) -> list[Descriptor]:
+        """Return the referrers of ``desc`` (descriptors with artifact type and annotations)."""
         ...
 
 

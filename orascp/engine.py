@@ -21,12 +21,13 @@ The engine knows nothing about terminals: it reports through :class:`CopyHooks` 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from orascp import retry
+from orascp import platform, retry
 from orascp.content import (
     FetchStream,
     LocalChecker,
@@ -35,21 +36,32 @@ from orascp.content import (
     ReadOnlyTarget,
     ReferenceFetcher,
     ReferencePusher,
+    ReferrerLister,
     Target,
 )
-from orascp.descriptor import Descriptor, is_manifest
+from orascp.descriptor import (
+    DOCKER_MANIFEST_LIST,
+    OCI_INDEX,
+    Descriptor,
+    compute_digest,
+    is_manifest,
+    load_json,
+)
 from orascp.descriptor import successors as default_successors
 from orascp.errors import (
     AlreadyExistsError,
     AuthenticationError,
     CopyError,
     InvalidContentError,
+    NotFoundError,
     OrascpError,
     Origin,
     RegistryError,
     SizeLimitError,
+    UnsupportedError,
     VerificationError,
 )
+from orascp.platform import Platform
 from orascp.verify import verified
 
 __all__ = [
@@ -112,6 +124,10 @@ class CopyOptions:
     # Re-walk and re-push every manifest instead of trusting that the destination has it (for
     # destinations that claim content they do not fully hold, such as pull-through caches).
     force: bool = False
+    # Copy the referrers of the root (and of an index's manifests), transitively (-r).
+    referrers: bool = False
+    # Copy only these platforms of an index; two or more make a new index of just those.
+    platforms: Sequence[Platform] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +158,7 @@ async def copy(
     untouched. ``expected_digest`` (a destination given by digest) must equal the root's digest.
     """
     opts = options or CopyOptions()
+    copier = _Copier(src, dst, opts)
     try:
         if isinstance(src, ReferenceFetcher):
             root, content = await src.fetch_reference(src_reference)
@@ -149,6 +166,10 @@ async def copy(
             root, content = await src.resolve(src_reference), None
     except OrascpError as exc:
         raise CopyError("resolve", Origin.SOURCE, exc) from exc
+    if content is not None:
+        copier.manifests[root.digest] = content
+    if opts.platforms:
+        root = await copier.select_platforms(root)
     if expected_digest is not None and expected_digest != root.digest:
         raise CopyError(
             "push",
@@ -157,7 +178,7 @@ async def copy(
                 f"destination digest {expected_digest} differs from the source's {root.digest}"
             ),
         )
-    await copy_graph(src, dst, root, opts, root_content=content, tags=tags)
+    await copier.copy_root(root, tuple(tags))
     return CopyResult(root, tuple(tags))
 
 
@@ -174,11 +195,7 @@ async def copy_graph(
     copier = _Copier(src, dst, options or CopyOptions())
     if root_content is not None:
         copier.manifests[root.digest] = root_content
-    await copier.run(root, tuple(tags))
-    if not tags:
-        # An untagged root is still an entry point where the target keeps a list of them (an
-        # OCI layout's index.json); elsewhere this is a no-op.
-        await copier.tag_untagged(root)
+    await copier.copy_root(root, tuple(tags))
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -192,6 +209,9 @@ def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return fallback or group.exceptions[0]
 
 
+_IMAGE_CONFIG_TYPES = frozenset(
+    {"application/vnd.oci.image.config.v1+json", "application/vnd.docker.container.image.v1+json"}
+)
 _MISSING_CODES = frozenset({"MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "MANIFEST_UNKNOWN"})
 
 
@@ -247,6 +267,138 @@ class _Copier:
         # Turned on by the first mount the destination refuses for lack of rights: one refusal
         # is enough to know the rest would fail too, so the remaining blobs are copied directly.
         self.mount_refused = False
+
+    async def copy_root(self, root: Descriptor, tags: tuple[str, ...]) -> None:
+        """Copy the graph of ``root``, tag it, then copy its referrers if asked to."""
+        await self.run(root, tags)
+        if not tags:
+            # An untagged root is still an entry point where the target keeps a list of them
+            # (an OCI layout's index.json); elsewhere this is a no-op.
+            await self.tag_untagged(root)
+        if self.opts.referrers:
+            await self.copy_referrers(root)
+
+    # -- platforms ----------------------------------------------------------------------------
+
+    async def select_platforms(self, root: Descriptor) -> Descriptor:
+        """Return the root to copy for ``--platform``: one manifest, or a new, smaller index.
+
+        From an index, the first manifest matching each platform is kept; with one platform
+        that manifest is the root, with several a new index lists just them (annotations and
+        all). A single manifest is copied only if its config says it is for a wanted platform.
+        """
+        wanted = self.opts.platforms
+        content = await self._manifest(root)
+        if root.media_type in (OCI_INDEX, DOCKER_MANIFEST_LIST):
+            try:
+                selected = platform.select(content, root.media_type, wanted)
+            except OrascpError as exc:
+                raise _as_source_error("select", exc) from exc
+            if len(wanted) == 1:
+                return selected[0]
+            index = load_json(content)
+            index["manifests"] = [desc.to_json() for desc in selected]
+            new = json.dumps(index, separators=(",", ":")).encode()
+            desc = Descriptor(root.media_type, compute_digest(new), len(new))
+            self.manifests[desc.digest] = new
+            return desc
+        found = await self._manifest_platform(root, content)
+        if not any(platform.matches(w, found) for w in wanted):
+            names = ", ".join(str(w) for w in wanted)
+            raise _as_source_error(
+                "select",
+                NotFoundError(
+                    f"{root.digest} is an image for {found}, not for {names}",
+                    hint="leave out --platform to copy it, or name the image index instead",
+                ),
+            )
+        return root
+
+    async def _manifest_platform(self, root: Descriptor, content: bytes) -> Platform:
+        """Read the platform of a single image from its config."""
+        try:
+            obj = load_json(content)
+            config = Descriptor.from_json(obj.get("config")) if isinstance(obj, dict) else None
+        except (ValueError, OrascpError):
+            config = None
+        found = None
+        if config is not None and config.media_type in _IMAGE_CONFIG_TYPES:
+            config_bytes = await self._small_blob(config)
+            try:
+                found = platform.config_platform(config_bytes)
+            except OrascpError as exc:
+                raise _as_source_error("select", exc) from exc
+        if found is None:
+            raise _as_source_error(
+                "select",
+                UnsupportedError(
+                    f"{root.digest} names no platform (it is not an image index, nor an image"
+                    " whose config names one)",
+                    hint="leave out --platform",
+                ),
+            )
+        return found
+
+    async def _small_blob(self, desc: Descriptor) -> bytes:
+        """Fetch and verify a small blob (an image config), within the metadata limit."""
+        if desc.size > self.max_metadata:
+            raise _as_source_error(
+                "fetch",
+                SizeLimitError(f"config {desc.digest} is {desc.size} bytes, too large to read"),
+            )
+
+        async def fetch() -> bytes:
+            async with self._open_source(desc) as chunks:
+                return b"".join([chunk async for chunk in verified(chunks, desc)])
+
+        async with self.sem:
+            return await self._with_retries(fetch)
+
+    # -- referrers ----------------------------------------------------------------------------
+
+    async def copy_referrers(self, root: Descriptor) -> None:
+        """Copy every manifest that refers to ``root``, transitively, each as its own root.
+
+        For an index, the referrers of each of its manifests are copied too, even when the index
+        itself has none. A referrer is copied after what it refers to, so a destination never
+        lists a signature whose image is missing.
+        """
+        if not isinstance(self.src, ReferrerLister):
+            return
+        lister = self.src
+        visited = {root.digest}
+        frontier = [root, *await self._child_manifests(root, visited)]
+
+        async def referrers_of(desc: Descriptor) -> list[Descriptor]:
+            try:
+                async with self.sem:
+                    return await lister.referrers(desc)
+            except OrascpError as exc:
+                raise _as_source_error("referrers", exc) from exc
+
+        while frontier:
+            found: list[Descriptor] = []
+            for listed in await asyncio.gather(*(referrers_of(d) for d in frontier)):
+                for desc in listed:
+                    if desc.digest not in visited:
+                        visited.add(desc.digest)
+                        found.append(desc)
+            if found:
+                async with asyncio.TaskGroup() as group:
+                    for desc in found:
+                        group.create_task(self.copy_root(desc.with_annotations(None), ()))
+            frontier = list(found)
+            for desc in found:
+                frontier.extend(await self._child_manifests(desc, visited))
+
+    async def _child_manifests(self, desc: Descriptor, visited: set[str]) -> list[Descriptor]:
+        """Return the manifests an index lists that are not visited yet, marking them."""
+        if desc.media_type not in (OCI_INDEX, DOCKER_MANIFEST_LIST):
+            return []
+        _, children = await self._children(desc)
+        out = [c for c in children if is_manifest(c.media_type) and c.digest not in visited]
+        visited.update(c.digest for c in out)
+        return out
 
     async def run(self, root: Descriptor, tags: tuple[str, ...]) -> None:
         try:

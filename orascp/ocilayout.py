@@ -35,6 +35,7 @@ from orascp.descriptor import (
     OCI_MANIFEST,
     Descriptor,
     load_json,
+    successors,
     validate_digest,
 )
 from orascp.errors import (
@@ -45,7 +46,8 @@ from orascp.errors import (
     SizeMismatchError,
     quote,
 )
-from orascp.verify import verified
+from orascp.referrers import referrer_descriptor, subject_of
+from orascp.verify import check_bytes, verified
 
 __all__ = ["REF_NAME_ANNOTATION", "OCILayout"]
 
@@ -58,6 +60,8 @@ LAYOUT_VERSION = "1.0.0"
 READ_CHUNK = 1024 * 1024
 # index.json of a layout with thousands of tags is still far below this.
 MAX_INDEX_BYTES = 64 * 1024 * 1024
+# Manifests above this are refused by every registry and tool (oras, containerd: 4 MiB).
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
 
 def _fsync_dir(path: Path) -> None:
@@ -84,6 +88,8 @@ class OCILayout:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._initialised = False
+        # subject digest -> referrers, built on the first referrers() call.
+        self._subjects: dict[str, list[Descriptor]] | None = None
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -286,6 +292,52 @@ class OCILayout:
         if found is None:
             raise NotFoundError(f"{reference}: not found in OCI layout {self.path}")
         return _entry_descriptor(found, self.path)
+
+    async def referrers(self, desc: Descriptor) -> list[Descriptor]:
+        """List the manifests of this layout whose ``subject`` is ``desc``.
+
+        A layout has no referrers API: every manifest reachable from ``index.json`` is read once
+        and its ``subject`` noted.
+        """
+        if self._subjects is None:
+            self._subjects = self._scan_subjects()
+        return list(self._subjects.get(desc.digest, ()))
+
+    def _scan_subjects(self) -> dict[str, list[Descriptor]]:
+        subjects: dict[str, list[Descriptor]] = {}
+        seen: set[str] = set()
+        stack = [
+            _entry_descriptor(entry, self.path) for entry in self.read_index().get("manifests", [])
+        ]
+        while stack:
+            desc = stack.pop()
+            if desc.digest in seen or desc.media_type not in MANIFEST_MEDIA_TYPES:
+                continue
+            seen.add(desc.digest)
+            content = self._read_manifest(desc)
+            if content is None:
+                continue  # missing or damaged: the copy itself will report it if it needs it
+            subject = subject_of(desc.media_type, content)
+            if subject is not None:
+                listed = referrer_descriptor(desc, content)
+                subjects.setdefault(subject.digest, []).append(listed)
+            try:
+                stack.extend(successors(desc, content))
+            except InvalidContentError:
+                continue
+        return subjects
+
+    def _read_manifest(self, desc: Descriptor) -> bytes | None:
+        """Return a manifest's verified bytes, or None if it is absent, too large or damaged."""
+        if desc.size > MAX_MANIFEST_BYTES:
+            return None
+        try:
+            with open(self.blob_path(desc.digest), "rb", opener=_nofollow) as fh:
+                content = fh.read(desc.size + 1)
+            check_bytes(desc, content)
+        except (OSError, OrascpError):
+            return None
+        return content
 
     def _describe_blob(self, digest: str) -> Descriptor:
         """Describe a manifest stored as a blob but not listed in ``index.json``."""

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from orascp.content import ReadOnlyTarget, Target
 from orascp.errors import CopyError, OrascpError, Origin
 from orascp.reference import LayoutReference, RegistryReference, is_loopback_host
+from orascp.referrers import Mode
 from orascp.registry.credentials import Credential
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ class RegistrySide:
     cert_file: str | None = None
     key_file: str | None = None
     headers: tuple[tuple[str, str], ...] = ()
+    # --*-distribution-spec: how to find and record referrers; None decides by the registry.
+    referrers_mode: Mode | None = None
 
     def use_plain_http(self) -> bool:
         """Return whether to speak plain HTTP to this side's registry.
@@ -144,7 +147,7 @@ async def open_targets(
             client = clients[key] = RegistryClient(side.reference.registry, options)
         # One token per registry for the whole copy: ask for every scope it will need.
         client.auth.add_scopes(*scopes)
-        return client.repository(side.reference.repository)
+        return client.repository(side.reference.repository, side.referrers_mode)
 
     mount_source = None
     if (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -27,6 +27,7 @@ from orascp.errors import (
     UsageError,
     quote,
 )
+from orascp.platform import Platform, parse_platform
 from orascp.reference import (
     parse_layout_reference,
     parse_registry_reference,
@@ -79,6 +80,8 @@ class CopyRequest:
     output: Literal["text", "json"] = "text"
     tty: bool = True  # False: --no-tty
     debug: bool = False
+    recursive: bool = False
+    platforms: tuple[Platform, ...] = ()
 
 
 def parse_request(
@@ -94,12 +97,15 @@ def parse_request(
     output: str = "text",
     tty: bool = True,
     debug: bool = False,
+    recursive: bool = False,
+    platforms: Sequence[str] = (),
 ) -> CopyRequest:
     """Validate every reference and flag before anything touches the network or the disk."""
     if concurrency < 1:
         raise UsageError(f"--concurrency must be at least 1, got {concurrency}")
     if output not in ("text", "json"):
         raise UsageError(f"--format must be text or json, got {quote(output)}")
+    wanted = tuple(parse_platform(p) for p in platforms)
     if src_flags.password_stdin and dst_flags.password_stdin:
         raise UsageError(
             "--from-password-stdin and --to-password-stdin cannot both read standard input"
@@ -138,6 +144,8 @@ def parse_request(
         output="json" if output == "json" else "text",
         tty=tty,
         debug=debug,
+        recursive=recursive,
+        platforms=wanted,
     )
 
 
@@ -237,6 +245,8 @@ async def _run(request: CopyRequest, env: Environment, recorder: Recorder) -> De
             options = CopyOptions(
                 concurrency=request.concurrency,
                 force=request.force,
+                referrers=request.recursive,
+                platforms=request.platforms,
                 mount_from=(lambda _desc: [mount_source]) if mount_source else None,
                 hooks=_hooks(recorder, display),
             )
@@ -350,6 +360,8 @@ _SIDE_HELP = {
     "key-file": "Private key of --{prefix}-cert-file.",
     "header": "Extra header 'Name: value' for the {side} registry (repeatable; never sent to"
     " redirects elsewhere).",
+    "distribution-spec": "How the {side} registry lists referrers: v1.1-referrers-api or"
+    " v1.1-referrers-tag (default: the API if it answers, else the tag schema).",
 }
 
 
@@ -401,6 +413,28 @@ def register(app: typer.Typer) -> None:
         to_key_file: Annotated[str | None, side_option("to", "key-file")] = None,
         from_header: Annotated[list[str] | None, side_option("from", "header")] = None,
         to_header: Annotated[list[str] | None, side_option("to", "header")] = None,
+        from_distribution_spec: Annotated[
+            str | None, side_option("from", "distribution-spec")
+        ] = None,
+        to_distribution_spec: Annotated[str | None, side_option("to", "distribution-spec")] = None,
+        recursive: Annotated[
+            bool,
+            typer.Option(
+                "-r",
+                "--recursive",
+                help="Also copy the referrers (signatures, SBOMs, attestations) of the artifact,"
+                " of an index's manifests, and theirs, transitively.",
+            ),
+        ] = False,
+        platform: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--platform",
+                metavar="os/arch[/variant][:os_version]",
+                help="Copy only this platform of an image index. Repeat it (oras cannot) to copy"
+                " several: a new index listing only those is written, and its digest printed.",
+            ),
+        ] = None,
         concurrency: Annotated[
             int, typer.Option("--concurrency", min=1, help="Transfers in flight at once.")
         ] = 3,
@@ -457,6 +491,7 @@ def register(app: typer.Typer) -> None:
                 cert_file=values[9],
                 key_file=values[10],
                 headers=values[11] or [],
+                distribution_spec=values[12],
             )
             for prefix, values in (
                 (
@@ -474,6 +509,7 @@ def register(app: typer.Typer) -> None:
                         from_cert_file,
                         from_key_file,
                         from_header,
+                        from_distribution_spec,
                     ),
                 ),
                 (
@@ -491,6 +527,7 @@ def register(app: typer.Typer) -> None:
                         to_cert_file,
                         to_key_file,
                         to_header,
+                        to_distribution_spec,
                     ),
                 ),
             )
@@ -508,6 +545,8 @@ def register(app: typer.Typer) -> None:
                 output=output,
                 tty=not no_tty,
                 debug=debug,
+                recursive=recursive,
+                platforms=platform or [],
             )
         except OrascpError as exc:
             env.fail(exc)

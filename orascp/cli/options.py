@@ -9,6 +9,7 @@ from typing import TextIO
 from orascp.cli.env import Environment
 from orascp.errors import UsageError, quote
 from orascp.reference import parse_layout_reference, parse_registry_reference
+from orascp.referrers import parse_mode
 from orascp.registry.credentials import Credential, CredentialStore
 from orascp.targets import LayoutSide, RegistrySide, Side
 
@@ -32,6 +33,7 @@ class SideFlags:
     cert_file: str | None = None
     key_file: str | None = None
     headers: list[str] = field(default_factory=list)
+    distribution_spec: str | None = None
 
     def flag(self, name: str) -> str:
         """Return the full flag name, e.g. ``--from-ca-file``."""
@@ -51,6 +53,7 @@ class SideFlags:
             "cert-file": self.cert_file,
             "key-file": self.key_file,
             "header": self.headers,
+            "distribution-spec": self.distribution_spec,
         }
         return [self.flag(name) for name, value in given.items() if value]
 
@@ -110,6 +113,11 @@ def resolve_side(raw: str, flags: SideFlags, env: Environment, stdin: TextIO | N
     if flags.plain_http and (flags.ca_file or flags.insecure or flags.cert_file):
         raise UsageError(f"{flags.flag('plain-http')} cannot be used with TLS options")
     headers = parse_headers(flags.headers, flags.flag("header"))
+    mode = (
+        parse_mode(flags.distribution_spec, flags.flag("distribution-spec"))
+        if flags.distribution_spec is not None
+        else None
+    )
     credential = _credential(flags, reference.registry, env, stdin or sys.stdin)
     return RegistrySide(
         reference,
@@ -121,4 +129,5 @@ def resolve_side(raw: str, flags: SideFlags, env: Environment, stdin: TextIO | N
         cert_file=flags.cert_file,
         key_file=flags.key_file,
         headers=headers,
+        referrers_mode=mode,
     )

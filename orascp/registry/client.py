@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import ssl
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -31,10 +32,11 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from orascp import __version__, retry
+from orascp import __version__, referrers, retry
 from orascp.content import FetchStream, MountOutcome
 from orascp.descriptor import (
     MANIFEST_MEDIA_TYPES,
+    OCI_INDEX,
     Descriptor,
     compute_digest,
     is_manifest,
@@ -51,6 +53,7 @@ from orascp.errors import (
     SizeLimitError,
     SizeMismatchError,
     TLSError,
+    UnsupportedError,
     quote,
 )
 from orascp.registry.auth import RegistryAuth
@@ -76,6 +79,8 @@ DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 _EXHAUSTED = "orascp.retries_exhausted"
 # Blob GETs may be redirected to object storage; a chain longer than this is a loop.
 MAX_REDIRECTS = 10
+# A subject with more referrers than this many pages of them is an attack, not an image.
+MAX_REFERRER_PAGES = 1000
 # Docker Hub's API host differs from the name people write.
 _HOST_ALIASES = {"docker.io": "registry-1.docker.io"}
 _MANIFEST_ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
@@ -249,9 +254,9 @@ class RegistryClient:
         """Close every pooled connection."""
         await self._http.aclose()
 
-    def repository(self, name: str) -> Repository:
+    def repository(self, name: str, referrers_mode: referrers.Mode | None = None) -> Repository:
         """Return the repository ``name`` of this registry."""
-        return Repository(self, name)
+        return Repository(self, name, referrers_mode)
 
     def url(self, path: str) -> httpx.URL:
         """Return the absolute URL of an API path."""
@@ -368,9 +373,21 @@ class RegistryClient:
 class Repository:
     """Copy content to and from one repository of a registry."""
 
-    def __init__(self, client: RegistryClient, name: str) -> None:
+    def __init__(
+        self, client: RegistryClient, name: str, referrers_mode: referrers.Mode | None = None
+    ) -> None:
         self.client = client
         self.name = name
+        # None: use the Referrers API if the registry answers it, else the tag schema (and,
+        # when pushing, update the tag schema's index unless the registry says OCI-Subject).
+        self.referrers_mode = referrers_mode
+        self._api_state: bool | None = {
+            None: None,
+            "v1.1-referrers-api": True,
+            "v1.1-referrers-tag": False,
+        }[referrers_mode]
+        self._index_locks: dict[str, asyncio.Lock] = {}
+        self._indexed: set[tuple[str, str]] = set()
 
     @property
     def registry(self) -> str:
@@ -543,6 +560,108 @@ class Repository:
         _check_digest_header(
             response, desc, "the registry stored manifest {expected} as {returned}"
         )
+        await self._index_referrer(desc, content, response)
+
+    async def _index_referrer(
+        self, desc: Descriptor, content: bytes, response: httpx.Response
+    ) -> None:
+        """List a pushed referrer in its subject's tag-schema index, if the registry does not.
+
+        A registry with the Referrers API answers ``OCI-Subject``; without it, the pusher keeps
+        the ``<alg>-<hex>`` index. Updates for one subject are serialised, so referrers pushed
+        concurrently by this copy are all kept.
+        """
+        if self._api_state is True:
+            return
+        subject = referrers.subject_of(desc.media_type, content)
+        if subject is None:
+            return
+        if self._api_state is None and response.headers.get("oci-subject"):
+            return
+        key = (subject.digest, desc.digest)
+        lock = self._index_locks.setdefault(subject.digest, asyncio.Lock())
+        async with lock:
+            if key in self._indexed:
+                return
+            old = await self._tag_schema_index(subject)
+            new = referrers.add_referrer(old, referrers.referrer_descriptor(desc, content))
+            if new is not None:
+                index = Descriptor(OCI_INDEX, compute_digest(new), len(new))
+                await self._put_manifest(index, new, referrers.tag_schema_tag(subject.digest))
+            self._indexed.add(key)
+
+    async def _tag_schema_index(self, subject: Descriptor) -> bytes | None:
+        """Return the bytes of ``subject``'s tag-schema referrers index, or None."""
+        try:
+            found, content = await self.fetch_reference(referrers.tag_schema_tag(subject.digest))
+        except RegistryNotFoundError:
+            return None
+        # Some registries resolve the tag "sha256-<hex>" to the manifest "sha256:<hex>" itself.
+        if found.digest == subject.digest or found.media_type != OCI_INDEX:
+            return None
+        return content
+
+    # -- referrers --------------------------------------------------------------------------
+
+    async def referrers(self, desc: Descriptor) -> list[Descriptor]:
+        """List the manifests whose subject is ``desc``: Referrers API, else the tag schema."""
+        validate_digest(desc.digest)
+        if self._api_state is not False:
+            found = await self._referrers_api(desc)
+            if found is not None:
+                self._api_state = True
+                return found
+            if self._api_state is True:
+                raise UnsupportedError(
+                    f"{self.registry}/{self.name} does not implement the Referrers API",
+                    hint="use --from-distribution-spec v1.1-referrers-tag, or leave the flag out",
+                )
+            self._api_state = False
+        content = await self._tag_schema_index(desc)
+        return [] if content is None else referrers.parse_referrers_index(content, desc.digest)
+
+    async def _referrers_api(self, desc: Descriptor) -> list[Descriptor] | None:
+        """Page through the Referrers API; None if the registry does not implement it."""
+        url = self._url("referrers", desc.digest)
+        found: list[Descriptor] = []
+        for page in range(MAX_REFERRER_PAGES):
+            response = await self.client.send(
+                "GET", url, headers={"Accept": OCI_INDEX}, stream=True
+            )
+            try:
+                if response.status_code == 404 and page == 0:
+                    error = await error_from_response(response)
+                    if isinstance(error, RegistryError) and "NAME_UNKNOWN" in error.codes:
+                        raise error
+                    return None  # distribution 2.8 and others: no such route
+                if response.status_code != 200:
+                    raise await error_from_response(response)
+                if _media_type(response) != OCI_INDEX:
+                    if page == 0:
+                        return None  # not the API: an HTML page, a proxy's answer...
+                    raise InvalidContentError(
+                        f"{self.registry} answered page {page + 1} of the referrers of"
+                        f" {desc.digest} as {quote(_media_type(response))}"
+                    )
+                content = await self._read_manifest(response, url)
+            finally:
+                await response.aclose()
+            found.extend(referrers.parse_referrers_index(content, desc.digest))
+            following = _next_link(response.headers.get("link", ""))
+            if following is None:
+                return found
+            target = url.join(following)
+            if (target.scheme, target.host, target.port) != (url.scheme, url.host, url.port):
+                # The next page elsewhere would get our credentials: never follow it.
+                raise InvalidContentError(
+                    f"{self.registry} paged the referrers of {desc.digest} to another origin"
+                    f" ({target.scheme}://{target.host}); refusing to follow"
+                )
+            url = target
+        raise InvalidContentError(
+            f"{self.registry} listed the referrers of {desc.digest} over more than"
+            f" {MAX_REFERRER_PAGES} pages"
+        )
 
     async def _start_upload(self, query: str = "") -> httpx.Response:
         """POST to open an upload session (or mount); a cancelled POST still has its session
@@ -627,6 +746,16 @@ class Repository:
             await self._cancel_upload(session)
             raise
         return MountOutcome.UPLOADED
+
+
+def _next_link(header: str) -> str | None:
+    """Return the target of the ``rel="next"`` entry of a ``Link`` header (RFC 8288)."""
+    for part in header.split(","):
+        target, _, params = part.partition(";")
+        target = target.strip()
+        if target.startswith("<") and target.endswith(">") and re.search(r'rel="?next"?', params):
+            return target[1:-1]
+    return None
 
 
 def _declared_media_type(content: bytes) -> str | None:
