@@ -24,24 +24,11 @@ from rich.table import Table
 from rich.text import Text
 
 from orascp.descriptor import Descriptor
-from orascp.display.text import display_name, short_digest
+from orascp.display.text import display_name, format_size, short_digest
 
 __all__ = ["ProgressDisplay", "format_size"]
 
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
 _MARKS = {"Copied": ("✓", "green"), "Mounted": ("✓", "cyan"), "Exists": ("✓", "blue")}
-
-
-def format_size(size: float) -> str:
-    """Format a byte count in binary units with three significant digits (``12.3 MiB``)."""
-    unit = 0
-    while size >= 1024 and unit < len(_UNITS) - 1:
-        size /= 1024
-        unit += 1
-    if unit == 0:
-        return f"{int(size)} B"
-    digits = 2 if size < 10 else 1 if size < 100 else 0
-    return f"{size:.{digits}f} {_UNITS[unit]}"
 
 
 def _duration(seconds: float) -> str:
@@ -156,11 +143,17 @@ class ProgressDisplay:
             active = list(self._rows.values())
             finished = list(self._finished)
         room = self._room()
-        shown_active = active[-room:]
-        # A finished row takes two lines: its state and name, then its full digest.
-        keep = max(0, (room - len(shown_active)) // 2)
-        hidden = max(0, len(finished) - keep)
         parts: list[RenderableType] = []
+        shown_active = active
+        if len(active) > room:
+            # More transfers than lines: the newest are shown, and how many are not.
+            shown_active = active[len(active) - room + 1 :]
+            parts.append(Text(f"… {len(active) - len(shown_active)} more in flight", style="dim"))
+        free = room - len(parts) - len(shown_active)
+        # A finished row takes two lines (state and name, then the full digest); when some are
+        # left out, one line says how many.
+        keep = free // 2 if len(finished) * 2 <= free else max(0, (free - 1) // 2)
+        hidden = len(finished) - min(keep, len(finished))
         if hidden:
             parts.append(Text(f"… {hidden} more done", style="dim"))
         for row in finished[hidden:]:

@@ -165,10 +165,13 @@ class TracingTransport(httpx.AsyncBaseTransport):
             and int(length) <= MAX_BODY
             and request.method != "HEAD"
         ):
-            try:
-                shown = b"".join([chunk async for chunk in response.aiter_raw()])
-            finally:
-                await response.aclose()
+            if response.is_stream_consumed:
+                shown = response.content  # a transport that returns a response already read
+            else:
+                try:
+                    shown = b"".join([chunk async for chunk in response.aiter_raw()])
+                finally:
+                    await response.aclose()
             # The caller still reads the body (as a stream): hand it the bytes read, unread.
             response = httpx.Response(
                 response.status_code,
