@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -61,13 +63,41 @@ class AccessLog:
 
     def counts(self, since: int) -> dict[str, int]:
         """Count the requests logged since the ``since`` mark, by kind (markers left out)."""
+        return self.read(since).kinds
+
+    def read(self, since: int) -> Seen:
+        """Return the requests logged since the ``since`` mark: kinds, and blobs uploaded."""
         until = self._barrier()
         text = self._read(since, until - since).decode(errors="replace")
         kinds: Counter[str] = Counter()
+        uploaded: list[str] = []
         for line in text.splitlines():
             m = _ACCESS_RE.search(line)
             if m is None or MARKER in m.group("path"):
                 continue
             request = Request(m.group("method"), m.group("path"), int(m.group("status")))
             kinds[kind_of(request)] += 1
-        return dict(sorted(kinds.items()))
+            digest = committed_upload(request)
+            if digest is not None:
+                uploaded.append(digest)
+        return Seen(dict(sorted(kinds.items())), uploaded)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a registry logged between two marks."""
+
+    kinds: dict[str, int]
+    # The digest of every blob an upload PUT committed (2xx), in log order. The access log has
+    # no request-body size, but a committed upload carried exactly that blob's bytes (skopeo in
+    # its PATCH, orascp in the PUT itself), so the bytes uploaded are the sum of their sizes.
+    uploaded: list[str]
+
+
+def committed_upload(request: Request) -> str | None:
+    """Return the digest an upload PUT committed (``?digest=``), None for any other request."""
+    if request.kind != "upload PUT" or not 200 <= request.status < 300:
+        return None
+    query = parse_qs(urlsplit(request.path).query)
+    digests = query.get("digest", [])
+    return digests[0] if digests else None

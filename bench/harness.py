@@ -19,6 +19,7 @@ from bench.scenarios import (
     Series,
     cross_registry,
     from_layout,
+    layers_elsewhere,
     same_registry_cold,
     same_registry_warm,
     small_blobs,
@@ -46,7 +47,7 @@ SIZES = {
 QUICK_SIZES = ["1MiB", "100MiB"]
 # 500 layers of 4 KiB each: 2560 random bytes in a tar (+512 header, +1024 end) in stored gzip.
 SMALL = ArtifactSpec("500x4KiB", 500, 4 * 1024 - 1536)
-SCENARIOS = ["1", "2", "3", "4", "5", "6"]
+SCENARIOS = ["1", "2", "3", "4", "5", "6", "7"]
 # Runs per series: --runs wins; else 3 in --quick, 5 otherwise, and 3 for 1 GiB.
 QUICK_RUNS, FULL_RUNS, LARGE_RUNS = 3, 5, 3
 STARTUP_RUNS_QUICK, STARTUP_RUNS_FULL = 10, 20
@@ -57,6 +58,7 @@ SIZED: dict[str, list[SizedScenario]] = {
     "2": [cross_registry],
     "3": [to_layout],
     "4": [from_layout],
+    "7": [layers_elsewhere],
 }
 
 
@@ -85,7 +87,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--scenarios", nargs="+", choices=SCENARIOS, default=SCENARIOS, metavar="K",
         help="scenarios to run: 1 same registry, 2 A->B, 3 ->layout, 4 layout->, 5 small "
-        "blobs, 6 start-up (default: all)",
+        "blobs, 6 start-up, 7 A->B with the layers already in B (default: all)",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON, metavar="PATH")
     parser.add_argument("--concurrency", type=int, metavar="N", help="pass to orascp")
@@ -191,6 +193,10 @@ def print_report(results: list[Series], artifacts: list[Artifact], elapsed: floa
     print(report.artifact_lines(artifacts))
     print()
     print(report.render_table(results))
+    cached = report.location_lines(results)
+    if cached:
+        print("\nlayers already in B (scenario 7, medians):")
+        print("\n".join(f"  {line}" for line in cached))
     difference = report.startup_difference(results)
     if difference is not None:
         print(f"\nstart-up: orascp --version - python -c pass = {difference:+.3f}s (medians)")
@@ -218,12 +224,14 @@ def benchmark(
         small = (
             prepare([SMALL], workdir, registries["A"].host)[0] if "5" in args.scenarios else None
         )
-        bench = Bench(registries, workdir, orascp, args.timeout)
+        artifacts = [*sized, *([small] if small else [])]
+        sizes_of = {b.digest: b.size for a in artifacts for b in a.blobs}
+        bench = Bench(registries, workdir, orascp, args.timeout, sizes_of)
         results = run_scenarios(bench, args, sized, small)
     finally:
         for registry in registries.values():
             registry.stop()
-    return results, sized + ([small] if small else [])
+    return results, artifacts
 
 
 def main(argv: list[str]) -> int:

@@ -36,6 +36,11 @@ LEGEND = (
     "mHEAD/mGET/mPUT = manifest"
 )
 PEERS_OF_ORASCP = "orascp"
+# The rows the others are divided by in ora/peer: orascp, but in scenario 7 orascp with its cache.
+CACHED = "orascp-cache"
+NO_CACHE = "orascp-no-cache"
+WARM_PEER = "skopeo-warm"
+LOCATIONS_SCENARIO = "7"
 MIB = 1024 * 1024
 
 
@@ -51,6 +56,9 @@ class Summary:
     maxrss_mib: float | None
     requests: dict[str, int]
     requests_per_blob: float | None
+    # Bytes committed by upload PUTs in the median run, A+B, and B alone.
+    uploaded_bytes: int | None
+    uploaded_bytes_b: int | None
 
 
 def total_requests(run: RunRecord) -> Counter[str]:
@@ -84,14 +92,22 @@ def summarise(series: Series) -> Summary:
         maxrss_mib=max(rss) / 1024 if rss else None,
         requests=requests,
         requests_per_blob=counted / series.blobs if series.blobs and middle else None,
+        uploaded_bytes=sum(middle.uploaded_bytes.values()) if middle else None,
+        uploaded_bytes_b=middle.uploaded_bytes.get("B", 0) if middle else None,
     )
 
 
+def reference_tool(group: list[Series]) -> str:
+    """Return the tool the others of ``group`` are compared with: orascp, or orascp-cache."""
+    return CACHED if any(s.tool == CACHED for s in group) else PEERS_OF_ORASCP
+
+
 def ratio_to_orascp(group: list[Series], series: Series) -> float | None:
-    """Return orascp's median over ``series``' median within the same scenario and size."""
-    if series.tool == PEERS_OF_ORASCP:
+    """Return the reference orascp's median over ``series``' median, same scenario and size."""
+    reference = reference_tool(group)
+    if series.tool == reference:
         return None
-    orascp = next((s for s in group if s.tool == PEERS_OF_ORASCP), None)
+    orascp = next((s for s in group if s.tool == reference), None)
     if orascp is None:
         return None
     mine, theirs = summarise(orascp).median, summarise(series).median
@@ -118,7 +134,7 @@ def _groups(all_series: list[Series]) -> list[list[Series]]:
 
 HEADER = (
     f"{'scenario':<8} {'size':<9} {'tool':<16} {'ok':>10} {'median s':>9} {'min s':>8} "
-    f"{'max s':>8} {'ora/peer':>8} {'RSS MiB':>8} {'req/blob':>8}  requests"
+    f"{'max s':>8} {'ora/peer':>8} {'RSS MiB':>8} {'up MiB':>8} {'req/blob':>8}  requests"
 )
 
 
@@ -132,6 +148,7 @@ def table_row(group: list[Series], series: Series) -> str:
         f"{series.scenario:<8} {series.size:<9} {series.tool:<16} {status:>10} "
         f"{_fmt(s.median):>9} {_fmt(s.minimum):>8} {_fmt(s.maximum):>8} "
         f"{_fmt(ratio_to_orascp(group, series), '.2f'):>8} {_fmt(s.maxrss_mib, '.1f'):>8} "
+        f"{_fmt(_mib(s.uploaded_bytes), '.2f'):>8} "
         f"{_fmt(s.requests_per_blob, '.2f'):>8}  {format_requests(s.requests)}"
     )
 
@@ -145,7 +162,16 @@ def render_table(all_series: list[Series]) -> str:
             lines.append("")
         previous = group[0].scenario
         lines.extend(table_row(group, series) for series in group)
-    lines.extend(["", LEGEND, "ora/peer = orascp median / that row's median (< 1: orascp faster)"])
+    lines.extend(
+        [
+            "",
+            LEGEND,
+            "ora/peer = orascp median / that row's median (< 1: orascp faster); in scenario 7 "
+            f"the {CACHED} median",
+            "up MiB = bytes the median run uploaded (upload PUTs committed, A+B, from the access "
+            "logs and the blobs' sizes)",
+        ]
+    )
     for series in all_series:
         for run in series.runs:
             if not run.ok:
@@ -155,6 +181,50 @@ def render_table(all_series: list[Series]) -> str:
             f"note {series.scenario} {series.size} {series.tool}: {n}" for n in series.notes
         )
     return "\n".join(lines)
+
+
+def _mib(value: int | None) -> float | None:
+    """Return bytes as MiB, or None."""
+    return None if value is None else value / MIB
+
+
+def location_ratios(all_series: list[Series]) -> list[dict[str, Any]]:
+    """Return scenario 7's comparisons per size: orascp-cache against skopeo and no cache.
+
+    Each holds the medians (seconds) and the bytes uploaded to B by the median runs, and the
+    time ratios ``orascp-cache/skopeo-warm`` and ``orascp-cache/orascp-no-cache``.
+    """
+    out = []
+    for group in _groups([s for s in all_series if s.scenario == LOCATIONS_SCENARIO]):
+        summaries = {s.tool: summarise(s) for s in group}
+        entry: dict[str, Any] = {"size": group[0].size}
+        for tool, summary in summaries.items():
+            entry[tool] = {"median_s": summary.median, "uploaded_bytes_b": summary.uploaded_bytes_b}
+        cached = summaries.get(CACHED)
+        mine = cached.median if cached else None
+        for peer in (WARM_PEER, NO_CACHE):
+            other = summaries.get(peer)
+            theirs = other.median if other else None
+            entry[f"{CACHED}/{peer}"] = mine / theirs if mine and theirs else None
+        out.append(entry)
+    return out
+
+
+def location_lines(all_series: list[Series]) -> list[str]:
+    """Return one line per size of scenario 7: time ratios and bytes uploaded to B."""
+    lines = []
+    for entry in location_ratios(all_series):
+        sent = ", ".join(
+            f"{tool} {_fmt(entry[tool]['uploaded_bytes_b'], ',')}"
+            for tool in (CACHED, NO_CACHE, WARM_PEER)
+            if tool in entry
+        )
+        lines.append(
+            f"7 {entry['size']}: time {CACHED}/{WARM_PEER} = "
+            f"{_fmt(entry[f'{CACHED}/{WARM_PEER}'], '.2f')}, {CACHED}/{NO_CACHE} = "
+            f"{_fmt(entry[f'{CACHED}/{NO_CACHE}'], '.2f')}; bytes uploaded to B: {sent}"
+        )
+    return lines
 
 
 def titles(all_series: list[Series]) -> str:
@@ -183,9 +253,9 @@ def startup_difference(all_series: list[Series]) -> float | None:
 # -- what orascp should have sent -------------------------------------------------------------
 
 
-def expected_orascp(scenario: str, blobs: int) -> dict[str, int]:
+def expected_orascp(scenario: str, blobs: int, tool: str = PEERS_OF_ORASCP) -> dict[str, int]:
     """Return the request counts (A+B) one orascp copy needs, for the kinds that matter."""
-    if scenario.startswith("1-"):
+    if scenario.startswith("1-") or tool == CACHED:
         return {"mount POST 201": blobs, "mount POST 202": 0, "blob GET": 0, "upload PUT": 0}
     if scenario == "3":
         return {"blob GET": blobs, "upload POST": 0, "upload PUT": 0}
@@ -196,10 +266,10 @@ def expected_orascp(scenario: str, blobs: int) -> dict[str, int]:
 
 def odd_requests(series: Series) -> list[str]:
     """Return what looks wrong in orascp's request counts, run by run."""
-    if series.tool != PEERS_OF_ORASCP or series.scenario == "6":
+    if series.tool not in (PEERS_OF_ORASCP, CACHED, NO_CACHE) or series.scenario == "6":
         return []
     odd = []
-    want = expected_orascp(series.scenario, series.blobs)
+    want = expected_orascp(series.scenario, series.blobs, series.tool)
     for run in (r for r in series.runs if r.ok):
         got = total_requests(run)
         wrong = [
@@ -210,7 +280,8 @@ def odd_requests(series: Series) -> list[str]:
         if got.get("manifest GET", 0) > 1:
             wrong.append(f"manifest GET={got['manifest GET']} (the source needs one)")
         if wrong:
-            odd.append(f"{series.scenario} {series.size} run {run.rep}: " + ", ".join(wrong))
+            where = f"{series.scenario} {series.size} {series.tool} run {run.rep}"
+            odd.append(f"{where}: " + ", ".join(wrong))
     return odd
 
 
@@ -278,6 +349,7 @@ def series_json(group: list[Series], series: Series) -> dict[str, Any]:
     out = asdict(series)
     out["summary"] = asdict(summarise(series))
     out["summary"]["ratio_orascp_over_this"] = ratio_to_orascp(group, series)
+    out["summary"]["ratio_reference"] = reference_tool(group)
     return out
 
 
@@ -285,5 +357,6 @@ def write_json(path: Path, document: dict[str, Any], all_series: list[Series]) -
     """Write the document with every series (raw runs and summaries) to ``path``."""
     document["series"] = [series_json(g, s) for g in _groups(all_series) for s in g]
     document["startup_difference_s"] = startup_difference(all_series)
+    document["blob_cache_ratios"] = location_ratios(all_series)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")

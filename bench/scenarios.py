@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import httpx
 
@@ -43,6 +44,8 @@ class RunRecord:
     ok: bool
     error: str
     requests: dict[str, dict[str, int]]
+    # Per registry: bytes of the blobs that upload PUTs committed (see AccessLog.read).
+    uploaded_bytes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,6 +89,7 @@ class Bench:
         workdir: Path,
         orascp: Orascp,
         timeout: float,
+        blob_sizes: dict[str, int] | None = None,
     ) -> None:
         self.a = registries["A"].host
         self.b = registries["B"].host
@@ -94,6 +98,9 @@ class Bench:
         self.orascp = orascp
         self.floors = CurlFloors(workdir, timeout)
         self.timeout = timeout
+        # digest -> size of every blob of every artifact, to turn committed uploads into bytes.
+        self.blob_sizes = dict(blob_sizes or {})
+        self.caches = workdir / "orascp-caches"
 
     # -- one run --------------------------------------------------------------------------
 
@@ -111,7 +118,12 @@ class Bench:
         logs = self.logs if count else {}
         marks = {name: log.mark() for name, log in logs.items()}
         outcome = launch()
-        requests = {name: log.counts(marks[name]) for name, log in logs.items()}
+        seen = {name: log.read(marks[name]) for name, log in logs.items()}
+        requests = {name: s.kinds for name, s in seen.items()}
+        # A digest that is not one of the artifacts' blobs cannot happen here; count it as 0.
+        uploaded = {
+            name: sum(self.blob_sizes.get(d, 0) for d in s.uploaded) for name, s in seen.items()
+        }
         error = ""
         if outcome.timed_out:
             error = f"timed out after {self.timeout:.0f}s; {outcome.stderr_tail}"
@@ -130,6 +142,7 @@ class Bench:
             ok=not error,
             error=error,
             requests=requests,
+            uploaded_bytes=uploaded,
         )
 
     def run_tool(self, tool: str, rep: int, dest: Ref, argv: list[str]) -> RunRecord:
@@ -144,6 +157,19 @@ class Bench:
             )
         finally:
             dest.cleanup()
+
+    # -- orascp's blob-location cache -----------------------------------------------------
+
+    def cache_file(self, name: str) -> Path:
+        """Return the path of a blob-location cache file named ``name`` that does not exist yet.
+
+        Everything under ``self.caches`` goes with the work directory; the user's own cache
+        (``$XDG_CACHE_HOME/orascp/``) is never read or written by the benchmark.
+        """
+        directory = self.caches / name
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        return directory / "blob-locations.sqlite"
 
     # -- destinations ---------------------------------------------------------------------
 
@@ -251,6 +277,12 @@ def check_layout_tag(path: Path, artifact: Artifact) -> str | None:
 DestOf = Callable[[str], Ref]
 
 
+# How an orascp contender's runs see the blob-location cache: "fresh" gives every run an empty
+# cache file of its own (deleted after the run), "off" passes --no-blob-cache, and a path makes
+# every run share that file.
+CachePolicy = Path | Literal["fresh", "off"]
+
+
 def orascp_contender(
     bench: Bench,
     scenario: str,
@@ -258,17 +290,37 @@ def orascp_contender(
     src: str,
     dest_of: DestOf,
     *,
+    name: str = "orascp",
+    cache: CachePolicy = "fresh",
     from_layout: bool = False,
     to_layout: bool = False,
 ) -> Contender:
-    """Return orascp copying ``src`` into a fresh destination per run."""
+    """Return orascp copying ``src`` into a fresh destination per run.
+
+    The scenarios 1 to 5 use ``cache="fresh"``: orascp runs as shipped (the cache on, so its
+    cost -- importing sqlite3, creating the file, recording every blob -- is in the timings,
+    as skopeo pays for creating its own cache in the cold runs), but knowing nothing, so it
+    cannot mount from an earlier run's destination. ``--no-blob-cache`` would leave that cost
+    out and flatter orascp; one cache shared by the runs would turn every run after the first
+    into mounts from the previous run's repository, and measure nothing.
+    """
 
     def run(rep: int) -> RunRecord:
-        dest = dest_of(dest_name(scenario, artifact, "orascp", rep))
-        argv = bench.orascp.cp(src, dest.orascp, from_layout=from_layout, to_layout=to_layout)
-        return bench.run_tool("orascp", rep, dest, argv)
+        where = dest_name(scenario, artifact, name, rep)
+        dest = dest_of(where)
+        blob_cache = (
+            None if cache == "off" else bench.cache_file(where) if cache == "fresh" else cache
+        )
+        argv = bench.orascp.cp(
+            src, dest.orascp, blob_cache=blob_cache, from_layout=from_layout, to_layout=to_layout
+        )
+        try:
+            return bench.run_tool(name, rep, dest, argv)
+        finally:
+            if cache == "fresh" and blob_cache is not None:
+                shutil.rmtree(blob_cache.parent, ignore_errors=True)
 
-    return Contender("orascp", run)
+    return Contender(name, run)
 
 
 def skopeo_contender(
@@ -439,3 +491,76 @@ def startup(bench: Bench, python: str, runs: int) -> list[Series]:
 
     contenders = [contender(name, argv) for name, argv in commands.items()]
     return alternate(contenders, runs, lambda tool: Series("6", "start-up", "-", 0, 0, tool))
+
+
+def layers_elsewhere(bench: Bench, artifact: Artifact, runs: int) -> list[Series]:
+    """Scenario 7: A/src -> B/dst while B already holds the layers in another repository.
+
+    Before the timed runs, each tool copies A/src into a seed repository of B of its own, and so
+    learns where the blobs are by uploading them, as its cache is meant to learn:
+
+    - skopeo into B/seed-...-skopeo, its blob-info cache cleared just before: it records each
+      blob's location and compression. It must upload them itself: a blob it only finds by a
+      HEAD is recorded without its compression, and skopeo 1.9 offers no such blob for a mount;
+    - orascp into B/seed-...-orascp with this scenario's cache file. It must have a repository
+      of its own too: against a tag that already names the manifest it stops there and
+      records nothing. The cache is then checked to list that repository for every blob.
+
+    The timed runs copy into a fresh B repository each: orascp with that cache file, orascp
+    ``--no-blob-cache`` (uploads everything, as in scenario 2) and skopeo, its cache never
+    cleared during the scenario (warm). Both caches also learn each timed run's destination;
+    every one of them holds the same blobs, so that changes nothing of what can be mounted.
+    """
+    src = f"{bench.a}/{artifact.repo}:{TAG}"
+
+    def to_b(name: str) -> Ref:
+        return bench.registry_ref(bench.b, name, artifact)
+
+    def seed(tool: str, argv_of: Callable[[Ref], list[str]]) -> tuple[str, RunRecord]:
+        repo = f"seed-7-{artifact.label}-{tool}".lower()
+        dest = to_b(repo)
+        return repo, bench.run_tool(f"seed-{tool}", 0, dest, argv_of(dest))
+
+    clear_skopeo_cache()
+    skopeo_repo, skopeo_seed = seed(
+        "skopeo", lambda dest: skopeo_copy(f"docker://{src}", dest.skopeo)
+    )
+    cache = bench.cache_file(f"seed-7-{artifact.label}".lower())
+    orascp_repo, orascp_seed = seed(
+        "orascp", lambda dest: bench.orascp.cp(src, dest.orascp, blob_cache=cache)
+    )
+    known = cache_knows(cache, bench.b, orascp_repo, artifact)
+    contenders = [
+        orascp_contender(bench, "7", artifact, src, to_b, name="orascp-cache", cache=cache),
+        orascp_contender(bench, "7", artifact, src, to_b, name="orascp-no-cache", cache="off"),
+        skopeo_contender(
+            bench, "7", artifact, f"docker://{src}", to_b, name="skopeo-warm", cold=False
+        ),
+    ]
+    series = bench.alternate(
+        "7", "A/src -> B/dst, layers already in B/seed-* (caches warm)", artifact, contenders, runs
+    )
+    series[0].notes.append(
+        f"cache seeded by orascp A/src -> B/{orascp_repo} in {orascp_seed.wall:.2f}s "
+        f"({orascp_seed.error or 'ok'}, {orascp_seed.uploaded_bytes.get('B', 0):,} bytes "
+        f"uploaded); it then listed B/{orascp_repo} for {known}"
+    )
+    series[2].notes.append(
+        f"cache cleared, then warmed by skopeo A/src -> B/{skopeo_repo} in "
+        f"{skopeo_seed.wall:.2f}s ({skopeo_seed.error or 'ok'}, "
+        f"{skopeo_seed.uploaded_bytes.get('B', 0):,} bytes uploaded)"
+    )
+    return series
+
+
+def cache_knows(path: Path, registry: str, repository: str, artifact: Artifact) -> str:
+    """Return for how many of the artifact's blobs orascp's cache lists ``repository``."""
+    from orascp.blobcache import BlobCache  # the check reads the file through orascp's own API
+
+    with BlobCache(path) as cache:
+        hits = sum(
+            repository in cache.candidates(registry, blob.digest, limit=100)
+            for blob in artifact.blobs
+        )
+        broken = f" (cache disabled: {cache.disabled})" if cache.disabled else ""
+    return f"{hits}/{len(artifact.blobs)} blobs{broken}"

@@ -68,10 +68,25 @@ class Orascp:
     extra: tuple[str, ...] = ()
 
     def cp(
-        self, src: str, dst: str, *, from_layout: bool = False, to_layout: bool = False
+        self,
+        src: str,
+        dst: str,
+        *,
+        blob_cache: Path | None,
+        from_layout: bool = False,
+        to_layout: bool = False,
     ) -> list[str]:
-        """Return ``orascp cp`` from ``src`` to ``dst``, with the layout flags asked for."""
+        """Return ``orascp cp`` from ``src`` to ``dst``, with the layout flags asked for.
+
+        ``blob_cache`` is the blob-location cache file to use, ``None`` for ``--no-blob-cache``.
+        It has no default on purpose: the user's own cache (the default path) is never used,
+        and every caller says which cache its runs see.
+        """
         flags = [*self.extra]
+        if blob_cache is None:
+            flags.append("--no-blob-cache")
+        else:
+            flags += ["--blob-cache", str(blob_cache)]
         if from_layout:
             flags.append("--from-oci-layout")
         if to_layout:
