@@ -17,12 +17,15 @@ from orascp.descriptor import Descriptor
 __all__ = [
     "FetchStream",
     "LocalChecker",
+    "MountChecker",
     "Mounter",
     "MountOutcome",
     "ReadOnlyTarget",
     "ReferenceFetcher",
     "ReferencePusher",
+    "ReferrerIndexer",
     "ReferrerLister",
+    "TagLister",
     "Target",
 ]
 
@@ -109,6 +112,33 @@ class Mounter(Protocol):
         ``fallback()`` are uploaded into that very session (no second POST). With no fallback
         the session is cancelled with DELETE and ``NOT_MOUNTED`` is returned.
         """
+        ...
+
+
+@runtime_checkable
+class ReferrerIndexer(Protocol):
+    """Keep a target's referrers listing right for a referrer it already holds."""
+
+    async def list_referrer(self, desc: Descriptor, content: bytes) -> None:
+        """Make sure the referrer ``desc`` (manifest ``content``) is listed under its subject."""
+        ...
+
+
+@runtime_checkable
+class TagLister(Protocol):
+    """List the tags a target holds."""
+
+    async def tags(self) -> list[str]:
+        """Return every tag, in the target's order."""
+        ...
+
+
+@runtime_checkable
+class MountChecker(Protocol):
+    """Tell, without writing, whether a blob could be mounted from another repository."""
+
+    async def mountable(self, desc: Descriptor, from_repository: str) -> bool:
+        """Return whether ``from_repository`` (same registry) holds ``desc`` and can be read."""
         ...
 
 

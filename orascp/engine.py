@@ -31,11 +31,13 @@ from orascp import platform, retry
 from orascp.content import (
     FetchStream,
     LocalChecker,
+    MountChecker,
     Mounter,
     MountOutcome,
     ReadOnlyTarget,
     ReferenceFetcher,
     ReferencePusher,
+    ReferrerIndexer,
     ReferrerLister,
     Target,
 )
@@ -71,9 +73,13 @@ __all__ = [
     "CopyHooks",
     "CopyOptions",
     "CopyResult",
+    "PlanStep",
     "SkipNode",
+    "TagResult",
     "copy",
     "copy_graph",
+    "copy_tags",
+    "plan",
 ]
 
 # Matches dockerd's and containerd's default of concurrent transfers, and oras's.
@@ -119,6 +125,8 @@ class CopyOptions:
     max_metadata_bytes: int = DEFAULT_MAX_METADATA_BYTES
     # Candidate repositories (on the destination's registry) to mount a blob from, in order.
     mount_from: Callable[[Descriptor], Sequence[str]] | None = None
+    # Told when a candidate turned out not to hold the blob (it answered 202, not 201).
+    on_mount_missed: Callable[[Descriptor, str], None] | None = None
     find_successors: Callable[[Descriptor, bytes], list[Descriptor]] | None = None
     hooks: CopyHooks = field(default_factory=CopyHooks)
     # Re-walk and re-push every manifest instead of trusting that the destination has it (for
@@ -157,29 +165,74 @@ async def copy(
     The source is resolved before anything is written, so an unknown tag leaves the destination
     untouched. ``expected_digest`` (a destination given by digest) must equal the root's digest.
     """
-    opts = options or CopyOptions()
-    copier = _Copier(src, dst, opts)
-    try:
-        if isinstance(src, ReferenceFetcher):
-            root, content = await src.fetch_reference(src_reference)
-        else:
-            root, content = await src.resolve(src_reference), None
-    except OrascpError as exc:
-        raise CopyError("resolve", Origin.SOURCE, exc) from exc
-    if content is not None:
-        copier.manifests[root.digest] = content
-    if opts.platforms:
-        root = await copier.select_platforms(root)
-    if expected_digest is not None and expected_digest != root.digest:
-        raise CopyError(
-            "push",
-            Origin.DESTINATION,
-            InvalidContentError(
-                f"destination digest {expected_digest} differs from the source's {root.digest}"
-            ),
-        )
+    copier = _Copier(src, dst, options or CopyOptions())
+    root = await copier.resolve_root(src_reference, expected_digest)
     await copier.copy_root(root, tuple(tags))
     return CopyResult(root, tuple(tags))
+
+
+@dataclass(frozen=True, slots=True)
+class TagResult:
+    """Say how copying one tag of ``--all-tags`` went: its root, or the error that stopped it."""
+
+    tag: str
+    root: Descriptor | None
+    error: OrascpError | None = None
+
+
+async def copy_tags(
+    src: ReadOnlyTarget,
+    dst: Target,
+    tags: Sequence[str],
+    options: CopyOptions | None = None,
+) -> list[TagResult]:
+    """Copy each tag of ``src`` to the same tag of ``dst``; a failed tag does not stop the rest.
+
+    One copier serves every tag: connections, tokens, the manifest cache, existence answers and
+    node deduplication are shared, so a layer common to all tags is copied once.
+    """
+    opts = options or CopyOptions()
+    copier = _Copier(src, dst, opts)
+    # At most this many tags resolve and walk at once; the copier's semaphore bounds requests.
+    gate = asyncio.Semaphore(max(1, opts.concurrency or DEFAULT_CONCURRENCY))
+
+    async def one(tag: str) -> TagResult:
+        async with gate:
+            try:
+                root = await copier.resolve_root(tag, None)
+                await copier.copy_root(root, (tag,))
+            except OrascpError as exc:
+                return TagResult(tag, None, exc)
+            return TagResult(tag, root)
+
+    return list(await asyncio.gather(*(one(tag) for tag in tags)))
+
+
+@dataclass(frozen=True, slots=True)
+class PlanStep:
+    """Say what a copy would do with one node: copy it, mount it from a repository, or skip it."""
+
+    desc: Descriptor
+    action: Literal["copy", "mount", "exists"]
+    mount_from: str | None = None
+
+
+async def plan(
+    src: ReadOnlyTarget,
+    src_reference: str,
+    dst: Target,
+    options: CopyOptions | None = None,
+    *,
+    expected_digest: str | None = None,
+) -> tuple[Descriptor, list[PlanStep]]:
+    """Work out what :func:`copy` would do, node by node, writing nothing (``--dry-run``).
+
+    It reads what the copy would read (manifests, existence checks, referrers) and asks each
+    mount candidate whether it holds the blob, so "mount" means a mount would succeed.
+    """
+    copier = _Copier(src, dst, options or CopyOptions())
+    root = await copier.resolve_root(src_reference, expected_digest)
+    return root, await copier.plan(root)
 
 
 async def copy_graph(
@@ -264,18 +317,87 @@ class _Copier:
         # What the destination said it holds, and the manifests already checked.
         self.known: dict[str, bool] = {}
         self.checked: set[str] = set()
-        # Turned on by the first mount the destination refuses for lack of rights: one refusal
-        # is enough to know the rest would fail too, so the remaining blobs are copied directly.
-        self.mount_refused = False
+        # Candidate repositories the destination's credentials may not read: one refusal is
+        # enough to know the next blob would be refused too, so they are not tried again.
+        self.refused: set[str] = set()
 
-    async def copy_root(self, root: Descriptor, tags: tuple[str, ...]) -> None:
+    async def resolve_root(self, reference: str, expected_digest: str | None) -> Descriptor:
+        """Resolve the source reference (then ``--platform``) to the root to copy."""
+        src = self.src
+        try:
+            if isinstance(src, ReferenceFetcher):
+                root, content = await src.fetch_reference(reference)
+                self.manifests[root.digest] = content
+            else:
+                root = await src.resolve(reference)
+        except OrascpError as exc:
+            raise CopyError("resolve", Origin.SOURCE, exc) from exc
+        if self.opts.platforms:
+            root = await self.select_platforms(root)
+        if expected_digest is not None and expected_digest != root.digest:
+            raise CopyError(
+                "push",
+                Origin.DESTINATION,
+                InvalidContentError(
+                    f"destination digest {expected_digest} differs from the source's {root.digest}"
+                ),
+            )
+        return root
+
+    async def plan(self, root: Descriptor) -> list[PlanStep]:
+        """Walk the graph (and referrers, with ``referrers``) as a copy would, writing nothing."""
+        steps: list[PlanStep] = []
+        planned: set[str] = set()
+
+        async def walk(desc: Descriptor) -> None:
+            if desc.digest in planned:
+                return
+            planned.add(desc.digest)
+            if await self._exists(desc):
+                steps.append(PlanStep(desc, "exists"))
+                return
+            if not is_manifest(desc.media_type):
+                source = await self._mountable_from(desc)
+                steps.append(PlanStep(desc, "mount", source) if source else PlanStep(desc, "copy"))
+                return
+            _, children = await self._children(desc)
+            await asyncio.gather(*(walk(child) for child in children))
+            steps.append(PlanStep(desc, "copy"))
+
+        async def plan_root(desc: Descriptor) -> None:
+            if not await self._exists(desc):
+                await self._check_graph(desc, ())  # refuses cycles and malformed manifests
+            await walk(desc)
+
+        try:
+            await plan_root(root)
+            if self.opts.referrers:
+                await self.for_each_referrer(root, plan_root)
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
+        return steps
+
+    async def _mountable_from(self, desc: Descriptor) -> str | None:
+        """Return the first candidate repository a mount of ``desc`` would succeed from."""
+        dst = self.dst
+        if not isinstance(dst, MountChecker):
+            return None
+        for repository in self._candidates(desc):
+            async with self.sem:
+                if await self._dst("check", dst.mountable(desc, repository)):
+                    return repository
+        return None
+
+    async def copy_root(
+        self, root: Descriptor, tags: tuple[str, ...], *, with_referrers: bool = True
+    ) -> None:
         """Copy the graph of ``root``, tag it, then copy its referrers if asked to."""
         await self.run(root, tags)
         if not tags:
             # An untagged root is still an entry point where the target keeps a list of them
             # (an OCI layout's index.json); elsewhere this is a no-op.
             await self.tag_untagged(root)
-        if self.opts.referrers:
+        if self.opts.referrers and with_referrers:
             await self.copy_referrers(root)
 
     # -- platforms ----------------------------------------------------------------------------
@@ -294,7 +416,8 @@ class _Copier:
                 selected = platform.select(content, root.media_type, wanted)
             except OrascpError as exc:
                 raise _as_source_error("select", exc) from exc
-            if len(wanted) == 1:
+            if len(selected) == 1:
+                # One manifest (also from two spellings of one platform): copy it as it is.
                 return selected[0]
             index = load_json(content)
             index["manifests"] = [desc.to_json() for desc in selected]
@@ -363,6 +486,23 @@ class _Copier:
         itself has none. A referrer is copied after what it refers to, so a destination never
         lists a signature whose image is missing.
         """
+        dst = self.dst
+
+        async def copy_referrer(desc: Descriptor) -> None:
+            # for_each_referrer is transitive already: each referrer is copied alone.
+            await self.copy_root(desc, (), with_referrers=False)
+            if isinstance(dst, ReferrerIndexer) and self.known.get(desc.digest):
+                # It was there already: an earlier copy may have stopped before listing it.
+                content = await self._manifest(desc)
+                await self._dst("push", dst.list_referrer(desc, content))
+
+        await self.for_each_referrer(root, copy_referrer)
+
+    async def for_each_referrer(
+        self, root: Descriptor, action: Callable[[Descriptor], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Run ``action`` on each referrer of ``root`` (and of an index's manifests), level by
+        level, transitively, each referrer once."""
         if not isinstance(self.src, ReferrerLister):
             return
         lister = self.src
@@ -382,11 +522,11 @@ class _Copier:
                 for desc in listed:
                     if desc.digest not in visited:
                         visited.add(desc.digest)
-                        found.append(desc)
+                        found.append(desc.with_annotations(None))
             if found:
                 async with asyncio.TaskGroup() as group:
                     for desc in found:
-                        group.create_task(self.copy_root(desc.with_annotations(None), ()))
+                        group.create_task(action(desc))
             frontier = list(found)
             for desc in found:
                 frontier.extend(await self._child_manifests(desc, visited))
@@ -505,7 +645,19 @@ class _Copier:
                     ),
                 )
             # Shielded: cancelling one waiter must not cancel the copy another task owns.
-            await asyncio.shield(future)
+            try:
+                await asyncio.shield(future)
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not future.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # The owner was cancelled because its own part of the copy failed (another tag
+                # of --all-tags, say), not this one: a CancelledError here would make this
+                # manifest's task group carry on as if the node were copied. Copy it instead.
+                if self.nodes.get(desc.digest) is seen:
+                    del self.nodes[desc.digest]
+                await self._visit(desc, path, tags)
+                return
             if owner is not desc:
                 _call(self.hooks.on_deduplicated, desc)
             return
@@ -667,24 +819,33 @@ class _Copier:
         except OrascpError as exc:
             raise CopyError(op, Origin.DESTINATION, exc) from exc
 
+    def _candidates(self, desc: Descriptor) -> list[str]:
+        if not isinstance(self.dst, Mounter) or self.opts.mount_from is None:
+            return []
+        return [c for c in self.opts.mount_from(desc) if c not in self.refused]
+
     async def _copy_blob(self, desc: Descriptor) -> None:
-        if isinstance(self.dst, Mounter) and self.opts.mount_from and not self.mount_refused:
-            candidates = list(self.opts.mount_from(desc))
-            if candidates:
-                outcome = await self._mount(self.dst, desc, candidates)
-                if outcome == "done":
-                    return
-                if outcome == "upload-failed":
-                    # The bytes failed on their way into the mount's upload session (which was
-                    # cancelled); send them again the ordinary way, already announced.
-                    await self._transfer(desc, announce=False)
-                    return
+        candidates = self._candidates(desc)
+        if candidates:
+            assert isinstance(self.dst, Mounter)
+            outcome = await self._mount(self.dst, desc, candidates)
+            if outcome == "done":
+                return
+            if outcome == "upload-failed":
+                # The bytes failed on their way into the mount's upload session (which was
+                # cancelled); send them again the ordinary way, already announced.
+                await self._transfer(desc, announce=False)
+                return
         await self._transfer(desc)
 
     async def _mount(
         self, dst: Mounter, desc: Descriptor, candidates: list[str]
     ) -> Literal["done", "not-mounted", "upload-failed"]:
-        """Try each candidate in order; say whether the blob is now at the destination."""
+        """Try each candidate in order; say whether the blob is now at the destination.
+
+        A candidate that opens an upload session instead (202) does not hold the blob: its
+        session is cancelled, except the last one's, which receives the upload.
+        """
         fell_back = False
 
         def fallback() -> FetchStream:
@@ -710,12 +871,15 @@ class _Copier:
                     raise
                 if not isinstance(exc.cause, AuthenticationError):
                     raise
-                # The destination's credentials may not read the source: copy instead.
-                self.mount_refused = True
-                return "not-mounted"
+                # The destination's credentials may not read this repository: try the next
+                # candidate, and copy if there is none.
+                self.refused.add(repository)
+                continue
             if outcome is MountOutcome.MOUNTED:
                 _call(self.hooks.on_mounted, desc)
                 return "done"
+            if self.opts.on_mount_missed is not None:
+                self.opts.on_mount_missed(desc, repository)
             if outcome is MountOutcome.UPLOADED:
                 _call(self.hooks.post_copy, desc)
                 return "done"

@@ -293,6 +293,13 @@ class OCILayout:
             raise NotFoundError(f"{reference}: not found in OCI layout {self.path}")
         return _entry_descriptor(found, self.path)
 
+    async def tags(self) -> list[str]:
+        """List the tags (``ref.name`` annotations) of ``index.json``, each once, in order."""
+        names = [
+            _ref_name(e) for e in self.read_index().get("manifests", []) if isinstance(e, dict)
+        ]
+        return list(dict.fromkeys(n for n in names if n))
+
     async def referrers(self, desc: Descriptor) -> list[Descriptor]:
         """List the manifests of this layout whose ``subject`` is ``desc``.
 

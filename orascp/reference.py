@@ -22,6 +22,7 @@ __all__ = [
     "parse_layout_reference",
     "parse_registry_reference",
     "split_tags",
+    "validate_repository",
     "validate_tag",
 ]
 
@@ -50,6 +51,16 @@ def validate_tag(tag: str, *, what: str = "tag") -> str:
             )
         raise InvalidReferenceError(reason)
     return tag
+
+
+def validate_repository(name: str, *, what: str = "repository") -> str:
+    """Return ``name`` if it is a valid repository path (``team/app``); raise otherwise."""
+    if len(name) > 255 or not _REPOSITORY_RE.fullmatch(name):
+        raise InvalidReferenceError(
+            f"invalid {what} {quote(name)}: lowercase letters, digits and separators (. _ - /),"
+            " e.g. team/app"
+        )
+    return name
 
 
 def _validate_digest_ref(digest: str) -> str:

@@ -7,7 +7,7 @@ registry share one client, so they share connections, and mounting between them 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -114,6 +114,7 @@ async def open_targets(
     *,
     concurrency: int,
     trace: Callable[[str], None] | None = None,
+    mount_from: Sequence[str] = (),
 ) -> AsyncIterator[OpenTargets]:
     """Open both sides, sharing one registry client where they are on the same registry.
 
@@ -172,9 +173,10 @@ async def open_targets(
                 raise CopyError("open", Origin.SOURCE, exc) from exc
         if isinstance(destination, RegistrySide):
             scopes = [f"repository:{destination.reference.repository}:pull,push"]
-            if mount_source:
-                # A mount needs pull on the source repository, in the destination's token.
-                scopes.append(f"repository:{mount_source}:pull")
+            # A mount needs pull on the repository it mounts from, in the destination's token.
+            for name in (*mount_from, mount_source):
+                if name:
+                    scopes.append(f"repository:{name}:pull")
             dst = repository(destination, *scopes)
         else:
             try:

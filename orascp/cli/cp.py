@@ -1,44 +1,19 @@
-"""The ``cp`` command: flags and help, option parsing, and the run that wires display to engine."""
+"""The ``cp`` command: its flags and help; parsing is in ``request``, running in ``run``."""
 
 from __future__ import annotations
 
-import os
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated
 
 import typer
 
 from orascp.cli.env import Environment
-from orascp.cli.options import SideFlags, resolve_side
-from orascp.descriptor import Descriptor
-from orascp.display.record import Recorder, result_document
-from orascp.display.text import Display, NullDisplay, TextDisplay
-from orascp.errors import (
-    AuthenticationError,
-    CopyError,
-    ExitStatus,
-    InvalidReferenceError,
-    NotFoundError,
-    OrascpError,
-    Origin,
-    TLSError,
-    UsageError,
-    quote,
-)
-from orascp.platform import Platform, parse_platform
-from orascp.reference import (
-    parse_layout_reference,
-    parse_registry_reference,
-    split_tags,
-)
-from orascp.targets import RegistrySide, Side, describe
+from orascp.cli.options import SideFlags
+from orascp.cli.request import parse_request
+from orascp.cli.run import run_copy
+from orascp.errors import OrascpError
 
-if TYPE_CHECKING:
-    from orascp.engine import CopyHooks
-
-__all__ = ["CopyRequest", "parse_request", "register", "run_copy"]
+__all__ = ["register"]
 
 EXAMPLES = """
 Examples:
@@ -64,277 +39,6 @@ Examples:
   Print the result as JSON for a script:
     orascp cp --format json localhost:5000/app:v1 localhost:5000/backup/app:v1
 """
-
-
-@dataclass(frozen=True, slots=True)
-class CopyRequest:
-    """Hold a validated ``cp`` invocation."""
-
-    source: Side
-    destination: Side
-    tags: tuple[str, ...]  # the destination's tag(s), first one included
-    expected_digest: str | None
-    concurrency: int
-    mount: bool
-    force: bool = False
-    output: Literal["text", "json"] = "text"
-    tty: bool = True  # False: --no-tty
-    debug: bool = False
-    recursive: bool = False
-    platforms: tuple[Platform, ...] = ()
-
-
-def parse_request(
-    source: str,
-    destination: str,
-    src_flags: SideFlags,
-    dst_flags: SideFlags,
-    *,
-    env: Environment,
-    concurrency: int = 3,
-    mount: bool = True,
-    force: bool = False,
-    output: str = "text",
-    tty: bool = True,
-    debug: bool = False,
-    recursive: bool = False,
-    platforms: Sequence[str] = (),
-) -> CopyRequest:
-    """Validate every reference and flag before anything touches the network or the disk."""
-    if concurrency < 1:
-        raise UsageError(f"--concurrency must be at least 1, got {concurrency}")
-    if output not in ("text", "json"):
-        raise UsageError(f"--format must be text or json, got {quote(output)}")
-    wanted = tuple(parse_platform(p) for p in platforms)
-    if src_flags.password_stdin and dst_flags.password_stdin:
-        raise UsageError(
-            "--from-password-stdin and --to-password-stdin cannot both read standard input"
-        )
-    first, extra = split_tags(destination)
-    # Both references are checked before any credential is looked up.
-    if src_flags.oci_layout:
-        parse_layout_reference(source)
-    else:
-        parse_registry_reference(source)
-    ref = parse_layout_reference(first) if dst_flags.oci_layout else parse_registry_reference(first)
-    if ref.tag and ref.digest:
-        raise InvalidReferenceError(
-            f"destination {quote(first)} has both a tag and a digest; give one of them"
-        )
-    if ref.digest and extra:
-        raise InvalidReferenceError(
-            f"destination {quote(destination)} is a digest; extra tags need a tag destination"
-        )
-    src = resolve_side(source, src_flags, env)
-    if src.reference.reference is None:
-        raise InvalidReferenceError(
-            f"source {quote(source)} has no tag or digest",
-            hint='name what to copy, as "<name>:<tag>" or "<name>@<digest>"',
-        )
-    dst = resolve_side(first, dst_flags, env)
-    tags = ((ref.tag,) if ref.tag else ()) + extra
-    return CopyRequest(
-        src,
-        dst,
-        tags,
-        ref.digest,
-        concurrency,
-        mount,
-        force,
-        output="json" if output == "json" else "text",
-        tty=tty,
-        debug=debug,
-        recursive=recursive,
-        platforms=wanted,
-    )
-
-
-def _render_error(exc: OrascpError, request: CopyRequest | None, env: Environment) -> None:
-    if isinstance(exc, CopyError) and request is not None:
-        side = request.source if exc.origin is Origin.SOURCE else request.destination
-        kind = "registry" if isinstance(side, RegistrySide) else "oci-layout"
-        cause = exc.cause
-        prefix = "not found: " if isinstance(cause, NotFoundError) else ""
-        message = f"{exc.origin.value} {kind} {quote(side.raw)}: {prefix}{cause}"
-        hint = exc.hint
-        flag = "--from" if exc.origin is Origin.SOURCE else "--to"
-        host = side.reference.registry if isinstance(side, RegistrySide) else ""
-        if isinstance(cause, TLSError):
-            hint = (
-                f"pass the CA certificate of {host} with {flag}-ca-file (it also turns HTTPS"
-                f" on for loopback hosts), or skip verification with {flag}-insecure"
-            )
-        elif isinstance(cause, AuthenticationError):
-            hint = (
-                f"check the credentials for {host}: run orascp login {host}, or pass"
-                f" {flag}-username with {flag}-password-stdin"
-            )
-        elif hint is None and isinstance(cause, NotFoundError) and exc.origin is Origin.SOURCE:
-            hint = (
-                "check the reference: the tag or digest does not exist in that repository"
-                if isinstance(side, RegistrySide)
-                else "check the layout directory and the tag or digest in it"
-            )
-        env.error(message, hint)
-    else:
-        env.error(str(exc), exc.hint)
-
-
-def _display(request: CopyRequest, env: Environment) -> Display:
-    """Pick what the user sees while the copy runs (see the README's "Output")."""
-    if request.output == "json":
-        return NullDisplay()
-    term = os.environ.get("TERM", "")
-    if request.tty and not request.debug and term != "dumb" and env.stderr.isatty():
-        # Imported only here: rich's rendering modules cost tens of milliseconds to load.
-        from rich.console import Console
-
-        from orascp.display.tty import ProgressDisplay
-
-        return ProgressDisplay(Console(file=env.stderr, highlight=False))
-    return TextDisplay(env.stdout)
-
-
-def _hooks(*displays: Display) -> CopyHooks:
-    """Return engine hooks that tell every display about every event."""
-    from orascp.engine import CopyHooks
-
-    def fan_out(name: str) -> Callable[[Descriptor], None]:
-        methods = [getattr(display, name) for display in displays]
-
-        def call(desc: Descriptor) -> None:
-            for method in methods:
-                method(desc)
-
-        return call
-
-    progress = [d.on_progress for d in displays if d.wants_progress]
-    return CopyHooks(
-        pre_copy=fan_out("pre_copy"),
-        post_copy=fan_out("post_copy"),
-        on_copy_skipped=fan_out("on_copy_skipped"),
-        on_mounted=fan_out("on_mounted"),
-        on_deduplicated=fan_out("on_deduplicated"),
-        # Called per chunk read: only wired when a display draws bytes.
-        on_progress=progress[0] if len(progress) == 1 else None,
-    )
-
-
-def _trace_writer(env: Environment) -> Callable[[str], None]:
-    def write(block: str) -> None:
-        env.stderr.write(block)
-        env.stderr.flush()
-
-    return write
-
-
-async def _run(request: CopyRequest, env: Environment, recorder: Recorder) -> Descriptor:
-    from orascp.engine import CopyOptions, copy
-    from orascp.targets import open_targets
-
-    display = _display(request, env)
-    display.start()
-    try:
-        async with open_targets(
-            request.source,
-            request.destination,
-            concurrency=request.concurrency,
-            trace=_trace_writer(env) if request.debug else None,
-        ) as targets:
-            mount_source = targets.mount_source if request.mount else None
-            options = CopyOptions(
-                concurrency=request.concurrency,
-                force=request.force,
-                referrers=request.recursive,
-                platforms=request.platforms,
-                mount_from=(lambda _desc: [mount_source]) if mount_source else None,
-                hooks=_hooks(recorder, display),
-            )
-            reference = request.source.reference.reference
-            assert reference is not None  # parse_request refuses a source without one
-            result = await copy(
-                targets.source,
-                reference,
-                targets.destination,
-                request.tags,
-                options,
-                expected_digest=request.expected_digest,
-            )
-    finally:
-        display.stop()
-    return result.root
-
-
-def _run_with_signals(request: CopyRequest, env: Environment, recorder: Recorder) -> Descriptor:
-    """Run the copy; SIGTERM cancels it like Ctrl-C does, so cleanup code runs either way."""
-    import asyncio  # not at the top: --help does not need it
-    import signal
-
-    async def main() -> Descriptor:
-        task = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        assert task is not None
-        terminated = False
-
-        def on_sigterm() -> None:
-            nonlocal terminated
-            terminated = True
-            task.cancel()
-
-        loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-        try:
-            return await _run(request, env, recorder)
-        except asyncio.CancelledError:
-            if terminated:
-                raise _Terminated() from None
-            raise
-
-    return asyncio.run(main())
-
-
-def _side_json(side: Side) -> dict[str, str]:
-    kind = "registry" if isinstance(side, RegistrySide) else "oci-layout"
-    return {"type": kind, "reference": side.raw}
-
-
-class _Terminated(Exception):
-    """Signal that SIGTERM stopped the copy."""
-
-
-def run_copy(request: CopyRequest, env: Environment) -> ExitStatus:
-    """Copy, print the summary and return the exit status."""
-    recorder = Recorder()
-    try:
-        root = _run_with_signals(request, env, recorder)
-    except OrascpError as exc:
-        _render_error(exc, request, env)
-        return ExitStatus.ERROR
-    except KeyboardInterrupt:
-        env.error("interrupted; run the same command again to finish the copy")
-        return ExitStatus.INTERRUPTED
-    except _Terminated:
-        env.error("terminated; run the same command again to finish the copy")
-        return ExitStatus.TERMINATED
-    out = env.stdout
-    if request.output == "json":
-        out.write(
-            result_document(
-                source=_side_json(request.source),
-                destination=_side_json(request.destination),
-                root=root,
-                tags=list(request.tags),
-                recorder=recorder,
-            )
-        )
-        out.flush()
-        return ExitStatus.OK
-    # The destination is shown with its first tag only, as oras does.
-    out.write(f"Copied {describe(request.source)} => {describe(request.destination)}\n")
-    for tag in request.tags[1:]:
-        out.write(f"Tagged {tag}\n")
-    out.write(f"Digest: {root.digest}\n")
-    out.flush()
-    return ExitStatus.OK
 
 
 SOURCE_HELP = (
@@ -466,6 +170,46 @@ def register(app: typer.Typer) -> None:
                 " (implies --no-tty).",
             ),
         ] = False,
+        mount_from: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--mount-from",
+                metavar="REPOSITORY",
+                help="Try mounting blobs from this repository of the destination registry first"
+                " (repeatable).",
+            ),
+        ] = None,
+        blob_cache: Annotated[
+            str | None,
+            typer.Option(
+                "--blob-cache",
+                metavar="PATH",
+                help="Blob-location cache file (default:"
+                " $XDG_CACHE_HOME/orascp/blob-locations.sqlite).",
+            ),
+        ] = None,
+        no_blob_cache: Annotated[
+            bool,
+            typer.Option(
+                "--no-blob-cache",
+                help="Neither read nor update the blob-location cache.",
+            ),
+        ] = False,
+        dry_run: Annotated[
+            bool,
+            typer.Option(
+                "--dry-run",
+                help="Print what would be copied, mounted or skipped, and the bytes that would"
+                " move; write nothing.",
+            ),
+        ] = False,
+        all_tags: Annotated[
+            bool,
+            typer.Option(
+                "--all-tags",
+                help="Copy every tag of the SOURCE repository to the same tags of DESTINATION.",
+            ),
+        ] = False,
         force: Annotated[
             bool,
             typer.Option(
@@ -547,6 +291,11 @@ def register(app: typer.Typer) -> None:
                 debug=debug,
                 recursive=recursive,
                 platforms=platform or [],
+                mount_from=mount_from or [],
+                blob_cache=blob_cache,
+                use_blob_cache=not no_blob_cache,
+                dry_run=dry_run,
+                all_tags=all_tags,
             )
         except OrascpError as exc:
             env.fail(exc)

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from orascp.descriptor import Descriptor
 from orascp.display.text import _Quiet, display_name
 
-__all__ = ["SCHEMA_VERSION", "NodeRecord", "Recorder", "result_document"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "NodeRecord",
+    "Recorder",
+    "plan_document",
+    "result_document",
+    "tags_document",
+]
 
 SCHEMA_VERSION = 1
 
@@ -99,10 +107,74 @@ def result_document(
         "schemaVersion": SCHEMA_VERSION,
         "source": source,
         "destination": destination,
-        "root": {"mediaType": root.media_type, "digest": root.digest, "size": root.size},
+        "root": _descriptor_json(root),
         "tags": tags,
         "nodes": [node.to_json() for node in recorder.nodes],
         "totals": recorder.totals(),
         "durationSeconds": round(time.monotonic() - recorder.started, 3),
+    }
+    return json.dumps(document, indent=2) + "\n"
+
+
+def _descriptor_json(desc: Descriptor) -> dict[str, Any]:
+    return {"mediaType": desc.media_type, "digest": desc.digest, "size": desc.size}
+
+
+def tags_document(
+    *,
+    source: dict[str, str],
+    destination: dict[str, str],
+    results: list[tuple[str, Descriptor | None, str | None]],
+    recorder: Recorder,
+) -> str:
+    """Render the ``--all-tags --format json`` document: one result per tag, then the nodes."""
+    document = {
+        "schemaVersion": SCHEMA_VERSION,
+        "allTags": True,
+        "source": source,
+        "destination": destination,
+        "results": [
+            {"tag": tag, "root": _descriptor_json(root)}
+            if root is not None
+            else {"tag": tag, "error": error or "failed"}
+            for tag, root, error in results
+        ],
+        "nodes": [node.to_json() for node in recorder.nodes],
+        "totals": recorder.totals(),
+        "durationSeconds": round(time.monotonic() - recorder.started, 3),
+    }
+    return json.dumps(document, indent=2) + "\n"
+
+
+def plan_document(
+    *,
+    source: dict[str, str],
+    destination: dict[str, str],
+    root: Descriptor,
+    tags: list[str],
+    steps: Sequence[tuple[Descriptor, str, str | None]],
+) -> str:
+    """Render the ``--dry-run --format json`` document: what each node would need."""
+    nodes = []
+    totals = {"nodes": len(steps), "copy": 0, "mount": 0, "exists": 0, "bytes": 0}
+    for desc, action, mount_from in steps:
+        moved = desc.size if action == "copy" else 0
+        node: dict[str, Any] = {**_descriptor_json(desc), "action": action, "bytes": moved}
+        if mount_from:
+            node["from"] = mount_from
+        if desc.title:
+            node["title"] = desc.title
+        nodes.append(node)
+        totals[action] += 1
+        totals["bytes"] += moved
+    document = {
+        "schemaVersion": SCHEMA_VERSION,
+        "dryRun": True,
+        "source": source,
+        "destination": destination,
+        "root": _descriptor_json(root),
+        "tags": tags,
+        "nodes": nodes,
+        "totals": totals,
     }
     return json.dumps(document, indent=2) + "\n"

@@ -10,7 +10,7 @@ from typing import ClassVar, Protocol, TextIO
 
 from orascp.descriptor import Descriptor
 
-__all__ = ["Display", "NullDisplay", "TextDisplay", "display_name", "short_digest"]
+__all__ = ["Display", "NullDisplay", "TextDisplay", "display_name", "format_size", "short_digest"]
 
 
 class Display(Protocol):
@@ -27,6 +27,27 @@ class Display(Protocol):
     def on_mounted(self, desc: Descriptor) -> None: ...
     def on_deduplicated(self, desc: Descriptor) -> None: ...
     def on_progress(self, desc: Descriptor, done: int) -> None: ...
+
+
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
+
+
+def format_size(size: float) -> str:
+    """Format a byte count in binary units with three significant digits (``12.3 MiB``)."""
+    if size < 1024:
+        return f"{int(size)} B"
+    unit = 0
+    while True:
+        size /= 1024
+        unit += 1
+        # The precision is chosen on the rounded text: 9.999 KiB is "10.0 KiB", not "10.00".
+        text = f"{size:.2f}"
+        if float(text) >= 10:
+            text = f"{size:.1f}"
+        if float(text) >= 100:
+            text = f"{size:.0f}"
+        if float(text) < 1024 or unit == len(_UNITS) - 1:
+            return f"{text} {_UNITS[unit]}"
 
 
 def short_digest(desc: Descriptor) -> str:

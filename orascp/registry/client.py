@@ -81,6 +81,9 @@ _EXHAUSTED = "orascp.retries_exhausted"
 MAX_REDIRECTS = 10
 # A subject with more referrers than this many pages of them is an attack, not an image.
 MAX_REFERRER_PAGES = 1000
+MAX_TAG_PAGES = 10000
+# One page of a tag list: distribution answers every tag at once, thousands of them.
+MAX_TAG_LIST_BYTES = 64 * 1024 * 1024
 # Docker Hub's API host differs from the name people write.
 _HOST_ALIASES = {"docker.io": "registry-1.docker.io"}
 _MANIFEST_ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
@@ -415,6 +418,58 @@ class Repository:
             return False
         raise await error_from_response(response)
 
+    async def mountable(self, desc: Descriptor, from_repository: str) -> bool:
+        """Tell whether ``from_repository`` of this registry holds blob ``desc`` (one HEAD).
+
+        Used by ``--dry-run`` to tell a mount from a copy without opening an upload session; a
+        repository the credentials cannot read counts as not holding it.
+        """
+        validate_digest(desc.digest)
+        url = self.client.url(f"/v2/{from_repository}/blobs/{desc.digest}")
+        self.client.auth.add_scopes(f"repository:{from_repository}:pull")
+        response = await self.client.send("HEAD", url)
+        if response.status_code in (200, 401, 403, 404):
+            return response.status_code == 200
+        raise await error_from_response(response)
+
+    async def tags(self) -> list[str]:
+        """List the repository's tags, following ``Link`` pages on the same origin."""
+        url = self.client.url(f"/v2/{self.name}/tags/list")
+        found: list[str] = []
+        seen: set[str] = set()
+        for _page in range(MAX_TAG_PAGES):
+            response = await self.client.send("GET", url, stream=True)
+            try:
+                if response.status_code != 200:
+                    raise await error_from_response(response)
+                content = await self._read_body(response, url, MAX_TAG_LIST_BYTES)
+            finally:
+                await response.aclose()
+            try:
+                obj = load_json(content)
+            except ValueError:
+                obj = None
+            tags = obj.get("tags") if isinstance(obj, dict) else None
+            if tags is None and isinstance(obj, dict):
+                tags = []  # distribution answers "tags": null for a repository with none
+            if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+                raise InvalidContentError(f"{self.registry}/{self.name}: malformed tag list")
+            found.extend(t for t in tags if t not in seen)
+            seen.update(tags)
+            following = _next_link(response.headers.get("link", ""))
+            if following is None:
+                return found
+            target = url.join(following)
+            if (target.scheme, target.host, target.port) != (url.scheme, url.host, url.port):
+                raise InvalidContentError(
+                    f"{self.registry} paged the tag list of {self.name} to another origin;"
+                    " refusing to follow"
+                )
+            url = target
+        raise InvalidContentError(
+            f"{self.registry}/{self.name} listed its tags over more than {MAX_TAG_PAGES} pages"
+        )
+
     async def fetch_reference(self, reference: str) -> tuple[Descriptor, bytes]:
         """Resolve a tag or digest and return the manifest's descriptor and verified bytes."""
         url = self._url("manifests", reference)
@@ -578,6 +633,27 @@ class Repository:
             return
         if self._api_state is None and response.headers.get("oci-subject"):
             return
+        await self._add_to_tag_schema(subject, desc, content)
+
+    async def list_referrer(self, desc: Descriptor, content: bytes) -> None:
+        """Make sure a referrer this repository already holds is listed under its subject.
+
+        An earlier copy may have stopped between pushing the referrer and updating the tag
+        schema index: a registry with the Referrers API lists it by itself, else it is added.
+        """
+        subject = referrers.subject_of(desc.media_type, content)
+        if subject is None or self._api_state is True:
+            return
+        if self._api_state is None:
+            self._api_state = await self._referrers_api(subject) is not None
+            if self._api_state:
+                return
+        await self._add_to_tag_schema(subject, desc, content)
+
+    async def _add_to_tag_schema(
+        self, subject: Descriptor, desc: Descriptor, content: bytes
+    ) -> None:
+        """Add ``desc`` to ``subject``'s tag-schema index (fetch, add, PUT) unless listed."""
         key = (subject.digest, desc.digest)
         lock = self._index_locks.setdefault(subject.digest, asyncio.Lock())
         async with lock:

@@ -72,7 +72,11 @@ def test_registry_to_layout_and_back(registry: Registry, repo: str, tmp_path: Pa
 
     restored = f"{repo}/restored/app"
     mark = registry.mark()
-    back = run_orascp("cp", "--from-oci-layout", f"{out}:v1", f"{host}/{restored}:v1")
+    # Without the blob-location cache: the copy above taught it where the blobs are, and this
+    # test is about uploading from a layout (test_blob_cache.py covers mounting instead).
+    back = run_orascp(
+        "cp", "--no-blob-cache", "--from-oci-layout", f"{out}:v1", f"{host}/{restored}:v1"
+    )
 
     assert back.returncode == 0, back.describe()
     assert back.lines[-2:] == [

@@ -128,6 +128,24 @@ def test_version_imports_neither_httpx_nor_typer_nor_rich() -> None:
     assert loaded == {"rich": False, "typer": False, "click": False, "httpx": False}
 
 
+@pytest.mark.parametrize("argv", [["--help"], ["cp", "--help"]])
+def test_help_imports_neither_httpx_nor_rich_rendering(argv: list[str]) -> None:
+    loaded = _imported(
+        f"sys.argv = ['orascp', *{argv!r}]\n"
+        "from orascp.cli.app import main\n"
+        "import contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n"
+        "        main()\n"
+        "    except SystemExit as exc:\n"
+        "        assert exc.code in (0, None), exc.code\n"
+        "assert 'rich.markdown' not in sys.modules and 'rich.live' not in sys.modules\n"
+        "assert 'asyncio' not in sys.modules and 'sqlite3' not in sys.modules"
+    )
+    assert loaded["typer"] is True  # help is typer's
+    assert loaded["httpx"] is False
+
+
 def test_full_cli_imports_typer() -> None:
     # The other half of the check above: the same probe does see a real CLI start.
     loaded = _imported("import orascp.cli.root")

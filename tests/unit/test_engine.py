@@ -477,8 +477,8 @@ def test_manifests_are_never_mounted() -> None:
         assert recorder.of(digest) == ["pre_copy", "post_copy"]
 
 
-def test_mount_refused_for_lack_of_rights_falls_back_and_stops_mounting() -> None:
-    g, m, src, dst, blobs = mount_setup({"a": "auth", "b": "201"}, layers=4)
+def test_a_candidate_refused_for_lack_of_rights_is_skipped_for_the_rest_of_the_copy() -> None:
+    _, _, src, dst, blobs = mount_setup({"a": "auth", "b": "201"}, layers=4)
     recorder = HookRecorder()
     run_copy(
         src,
@@ -490,8 +490,28 @@ def test_mount_refused_for_lack_of_rights_falls_back_and_stops_mounting() -> Non
         concurrency=1,
     )
     assert len(blobs) == 5
+    # "a" is asked once, refuses, and is never asked again; "b" mounts every blob.
+    assert [repo for _, repo, _ in dst.mount_calls].count("a") == 1
+    assert sorted(d for d, repo, _ in dst.mount_calls if repo == "b") == sorted(blobs)
+    for digest in blobs:
+        assert recorder.of(digest) == ["on_mounted"]
+        assert digest not in dst.pushes
+        assert src.fetches.get(digest, 0) == 0
+
+
+def test_a_refused_only_candidate_falls_back_to_copying_and_is_not_asked_again() -> None:
+    g, m, src, dst, blobs = mount_setup({"a": "auth"}, layers=4)
+    recorder = HookRecorder()
+    run_copy(
+        src,
+        "v1",
+        dst,
+        ("v1",),
+        mount_from=lambda d: ["a"],
+        hooks=recorder.hooks(),
+        concurrency=1,
+    )
     assert len(dst.mount_calls) == 1
-    assert dst.mount_calls[0][1] == "a"
     for digest in blobs:
         assert recorder.of(digest) == ["pre_copy", "post_copy"]
         assert dst.pushes[digest] == 1
