@@ -278,7 +278,12 @@ class RegistryClient:
             )
         if isinstance(exc, httpx.ConnectError):
             hint = f"check that a registry is listening at {self.base_url}"
-            if url.scheme == "https" and "SSL" in reason.upper():
+            if url.scheme == "https" and "WRONG_VERSION_NUMBER" in reason.upper():
+                hint = (
+                    f"{url.host} answers plain HTTP, not TLS: leave out the TLS options and pass"
+                    " --from-plain-http or --to-plain-http"
+                )
+            elif url.scheme == "https" and "SSL" in reason.upper():
                 hint += " (it may speak plain HTTP: try --from-plain-http or --to-plain-http)"
         elif isinstance(exc, httpx.TimeoutException):
             reason = f"timed out ({type(exc).__name__})"

@@ -118,3 +118,23 @@ def test_unknown_digest_source_fails(registry: Registry, repo: str, tmp_path: Pa
     assert source in error
     assert "not found" in error.lower()
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(("side", "flag"), [("from", "--from-insecure"), ("to", "--to-insecure")])
+def test_tls_to_a_plain_registry_hints_at_plain_http(
+    registry: Registry, repo: str, side: str, flag: str
+) -> None:
+    host = registry.host
+    push(host, f"{repo}/src", sample_image(repo, layers=1, size=64), "v1")
+
+    res = run_orascp("cp", flag, f"{host}/{repo}/src:v1", f"{host}/{repo}/dst:v1")
+
+    assert res.returncode == 1
+    error, hint = res.stderr.splitlines()
+    name = "source" if side == "from" else "destination"
+    assert error.startswith(f"Error: {name} registry ")
+    assert hint == (
+        f"Hint: 127.0.0.1 answers plain HTTP, not TLS: leave out the TLS options and pass"
+        f" --{side}-plain-http"
+    )
