@@ -197,9 +197,10 @@ def print_report(results: list[Series], artifacts: list[Artifact], elapsed: floa
     if cached:
         print("\nlayers already in B (scenario 7, medians):")
         print("\n".join(f"  {line}" for line in cached))
-    difference = report.startup_difference(results)
-    if difference is not None:
-        print(f"\nstart-up: orascp --version - python -c pass = {difference:+.3f}s (medians)")
+    for tool in ("orascp --version", "orascp --help"):
+        difference = report.startup_difference(results, tool)
+        if difference is not None:
+            print(f"start-up: {tool} - python -c pass = {difference:+.3f}s (medians)")
     odd = [line for series in results for line in report.odd_requests(series)]
     if odd:
         print("\norascp request counts that look wrong:")

@@ -243,10 +243,10 @@ def artifact_lines(artifacts: list[Artifact]) -> str:
     )
 
 
-def startup_difference(all_series: list[Series]) -> float | None:
-    """Return median(orascp --version) - median(python -c pass), in seconds."""
+def startup_difference(all_series: list[Series], tool: str = "orascp --version") -> float | None:
+    """Return median(``tool``) - median(python -c pass), in seconds."""
     medians = {s.tool: summarise(s).median for s in all_series if s.scenario == "6"}
-    orascp, python = medians.get("orascp --version"), medians.get("python -c pass")
+    orascp, python = medians.get(tool), medians.get("python -c pass")
     return orascp - python if orascp is not None and python is not None else None
 
 
@@ -357,6 +357,7 @@ def write_json(path: Path, document: dict[str, Any], all_series: list[Series]) -
     """Write the document with every series (raw runs and summaries) to ``path``."""
     document["series"] = [series_json(g, s) for g in _groups(all_series) for s in g]
     document["startup_difference_s"] = startup_difference(all_series)
+    document["startup_help_difference_s"] = startup_difference(all_series, "orascp --help")
     document["blob_cache_ratios"] = location_ratios(all_series)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2) + "\n")

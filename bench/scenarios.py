@@ -475,9 +475,11 @@ def small_blobs(bench: Bench, artifact: Artifact, runs: int) -> list[Series]:
 
 
 def startup(bench: Bench, python: str, runs: int) -> list[Series]:
-    """Scenario 6: ``orascp --version`` against ``python -c pass`` on the same interpreter."""
+    """Scenario 6: ``orascp --version`` and ``cp --help`` against ``python -c pass``."""
     commands = {
         "orascp --version": [*bench.orascp.command, "--version"],
+        # --help builds the whole typer app (every flag of cp) but must not import httpx or rich.
+        "orascp --help": [*bench.orascp.command, "cp", "--help"],
         "python -c pass": [python, "-c", "pass"],
     }
 
