@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -247,6 +249,14 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    # A user's orascp runs from bytecode (pip compiles it on install); with this variable set
+    # (some sandboxes and CI images set it) every run would compile orascp's modules again,
+    # about 30 ms that no user pays.
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run(
+        [interpreter_of(find_orascp()), "-m", "compileall", "-q", str(REPO_ROOT / "orascp")],
+        check=False,
+    )
     started = time.perf_counter()
     extra = ("--concurrency", str(args.concurrency)) if args.concurrency is not None else ()
     orascp = Orascp(tuple(find_orascp()), extra)
