@@ -461,16 +461,10 @@ class Repository:
                 raise InvalidContentError(f"{self.registry}/{self.name}: malformed tag list")
             found.extend(t for t in tags if t not in seen)
             seen.update(tags)
-            following = _next_link(response.headers.get("link", ""))
+            following = _next_page(response, url, f"the tag list of {self.name}")
             if following is None:
                 return found
-            target = url.join(following)
-            if (target.scheme, target.host, target.port) != (url.scheme, url.host, url.port):
-                raise InvalidContentError(
-                    f"{self.registry} paged the tag list of {self.name} to another origin;"
-                    " refusing to follow"
-                )
-            url = target
+            url = following
         raise InvalidContentError(
             f"{self.registry}/{self.name} listed its tags over more than {MAX_TAG_PAGES} pages"
         )
@@ -728,17 +722,10 @@ class Repository:
             finally:
                 await response.aclose()
             found.extend(referrers.parse_referrers_index(content, desc.digest))
-            following = _next_link(response.headers.get("link", ""))
+            following = _next_page(response, url, f"the referrers of {desc.digest}")
             if following is None:
                 return found
-            target = url.join(following)
-            if (target.scheme, target.host, target.port) != (url.scheme, url.host, url.port):
-                # The next page elsewhere would get our credentials: never follow it.
-                raise InvalidContentError(
-                    f"{self.registry} paged the referrers of {desc.digest} to another origin"
-                    f" ({target.scheme}://{target.host}); refusing to follow"
-                )
-            url = target
+            url = following
         raise InvalidContentError(
             f"{self.registry} listed the referrers of {desc.digest} over more than"
             f" {MAX_REFERRER_PAGES} pages"
@@ -827,6 +814,23 @@ class Repository:
             await self._cancel_upload(session)
             raise
         return MountOutcome.UPLOADED
+
+
+def _next_page(response: httpx.Response, url: httpx.URL, what: str) -> httpx.URL | None:
+    """Return the URL of the next page a ``Link`` header names, refusing another origin.
+
+    The next page elsewhere would get our credentials: it is never followed.
+    """
+    following = _next_link(response.headers.get("link", ""))
+    if following is None:
+        return None
+    target = url.join(following)
+    if (target.scheme, target.host, target.port) != (url.scheme, url.host, url.port):
+        raise InvalidContentError(
+            f"{url.host} paged {what} to another origin ({target.scheme}://{target.host});"
+            " refusing to follow"
+        )
+    return target
 
 
 def _next_link(header: str) -> str | None:
