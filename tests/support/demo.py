@@ -32,6 +32,9 @@ def _run(*args: str) -> None:
 def main() -> None:
     """Run the demo."""
     work = Path(tempfile.mkdtemp(prefix="orascp-demo-"))
+    # The registry lives only as long as the demo: keep its blob locations out of the user's
+    # own cache (orascp's subprocesses inherit this).
+    os.environ["XDG_CACHE_HOME"] = str(work / "cache")
     sample = work / "sample-layout"
     exported = work / "exported-layout"
     artifact = artifacts.sample_image("demo", layers=3, size=2 * 1024 * 1024)
