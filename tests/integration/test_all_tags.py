@@ -33,6 +33,7 @@ from tests.support.cli import Result, run_orascp
 from tests.support.fakeregistry import FakeRegistry, push_image
 from tests.support.faultproxy import Delay, FaultProxy
 from tests.support.registry import Registry
+from tests.support.schemas import validate
 
 pytestmark = pytest.mark.integration
 
@@ -251,6 +252,7 @@ def test_all_tags_as_json(registry: Registry, other_registry: Registry, repo: st
     assert res.returncode == 0, res.describe()
     assert res.stderr == ""
     doc: dict[str, Any] = json.loads(res.stdout)
+    validate(doc, "cp-tags.schema.json")
     assert doc["allTags"] is True
     assert doc["schemaVersion"] == 1
     assert doc["source"] == {"type": "registry", "reference": f"{a}/{repo}/src"}

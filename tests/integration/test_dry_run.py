@@ -32,6 +32,7 @@ from tests.support.artifacts import (
 )
 from tests.support.cli import Result, run_orascp, short_digest
 from tests.support.registry import Registry
+from tests.support.schemas import validate
 
 pytestmark = pytest.mark.integration
 
@@ -169,6 +170,7 @@ def test_plan_as_json(
     assert res.returncode == 0, res.describe()
     assert res.stderr == ""
     doc: dict[str, Any] = json.loads(res.stdout)  # one document, nothing after it
+    validate(doc, "cp-plan.schema.json")
     assert doc["dryRun"] is True
     assert doc["schemaVersion"] == 1
     assert doc["source"] == {"type": "registry", "reference": src}
