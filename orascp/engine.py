@@ -320,6 +320,8 @@ class _Copier:
         # Candidate repositories the destination's credentials may not read: one refusal is
         # enough to know the next blob would be refused too, so they are not tried again.
         self.refused: set[str] = set()
+        # digest -> the source's referrers of it (listed once).
+        self.referrers: dict[str, list[Descriptor]] = {}
 
     async def resolve_root(self, reference: str, expected_digest: str | None) -> Descriptor:
         """Resolve the source reference (then ``--platform``) to the root to copy."""
@@ -392,6 +394,11 @@ class _Copier:
         self, root: Descriptor, tags: tuple[str, ...], *, with_referrers: bool = True
     ) -> None:
         """Copy the graph of ``root``, tag it, then copy its referrers if asked to."""
+        if self.opts.referrers and with_referrers and isinstance(self.src, ReferrerLister):
+            # Asked before anything is written: a source that cannot list referrers (say,
+            # --from-distribution-spec v1.1-referrers-api against a registry without the API)
+            # fails the copy while the destination is untouched.
+            await self._referrers_of(root)
         await self.run(root, tags)
         if not tags:
             # An untagged root is still an entry point where the target keeps a list of them
@@ -505,20 +512,11 @@ class _Copier:
         level, transitively, each referrer once."""
         if not isinstance(self.src, ReferrerLister):
             return
-        lister = self.src
         visited = {root.digest}
         frontier = [root, *await self._child_manifests(root, visited)]
-
-        async def referrers_of(desc: Descriptor) -> list[Descriptor]:
-            try:
-                async with self.sem:
-                    return await lister.referrers(desc)
-            except OrascpError as exc:
-                raise _as_source_error("referrers", exc) from exc
-
         while frontier:
             found: list[Descriptor] = []
-            for listed in await asyncio.gather(*(referrers_of(d) for d in frontier)):
+            for listed in await asyncio.gather(*(self._referrers_of(d) for d in frontier)):
                 for desc in listed:
                     if desc.digest not in visited:
                         visited.add(desc.digest)
@@ -530,6 +528,20 @@ class _Copier:
             frontier = list(found)
             for desc in found:
                 frontier.extend(await self._child_manifests(desc, visited))
+
+    async def _referrers_of(self, desc: Descriptor) -> list[Descriptor]:
+        """List the source's referrers of ``desc``, asking the source once per digest."""
+        cached = self.referrers.get(desc.digest)
+        if cached is not None:
+            return cached
+        assert isinstance(self.src, ReferrerLister)
+        try:
+            async with self.sem:
+                found = await self.src.referrers(desc)
+        except OrascpError as exc:
+            raise _as_source_error("referrers", exc) from exc
+        self.referrers[desc.digest] = found
+        return found
 
     async def _child_manifests(self, desc: Descriptor, visited: set[str]) -> list[Descriptor]:
         """Return the manifests an index lists that are not visited yet, marking them."""

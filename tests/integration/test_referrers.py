@@ -472,8 +472,9 @@ def test_from_referrers_api_against_a_registry_without_it(registry: Registry, re
     assert len(res.error_lines) == 1, res.stderr
     assert "does not implement the Referrers API" in res.error_lines[0]
     assert "Traceback" not in res.stderr
-    # Never fell back to the tag schema behind the user's back.
+    # Never fell back to the tag schema behind the user's back, and failed before writing.
     assert not has_manifest(host, dst, seeded.sig[0])
+    assert not has_manifest(host, dst, seeded.image[0])
 
 
 @pytest.mark.integration
