@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from orascp.descriptor import Descriptor
-from orascp.display.text import _Quiet, display_name
+from orascp.display.text import FirstNames, _Quiet
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -58,11 +58,10 @@ class Recorder(_Quiet):
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.nodes: list[NodeRecord] = []
-        # digest -> name it was first recorded under: a second name makes a "skipped" entry.
-        self._names: dict[str, str] = {}
+        self._names = FirstNames()
 
     def _add(self, desc: Descriptor, action: Action, moved: int) -> None:
-        self._names.setdefault(desc.digest, display_name(desc))
+        self._names.note(desc)
         self.nodes.append(NodeRecord(desc, action, moved))
 
     def pre_copy(self, desc: Descriptor) -> None:
@@ -82,7 +81,7 @@ class Recorder(_Quiet):
 
     def on_deduplicated(self, desc: Descriptor) -> None:
         """Record a second occurrence of a digest under another name, as the text lines do."""
-        if self._names.get(desc.digest, display_name(desc)) != display_name(desc):
+        if self._names.renamed(desc):
             self.nodes.append(NodeRecord(desc, "skipped", 0))
 
     def totals(self) -> dict[str, int]:

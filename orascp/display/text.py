@@ -10,7 +10,15 @@ from typing import ClassVar, Protocol, TextIO
 
 from orascp.descriptor import Descriptor
 
-__all__ = ["Display", "NullDisplay", "TextDisplay", "display_name", "format_size", "short_digest"]
+__all__ = [
+    "Display",
+    "FirstNames",
+    "NullDisplay",
+    "TextDisplay",
+    "display_name",
+    "format_size",
+    "short_digest",
+]
 
 
 class Display(Protocol):
@@ -60,6 +68,25 @@ def display_name(desc: Descriptor) -> str:
     return desc.title or desc.media_type
 
 
+class FirstNames:
+    """Remember the name each digest was first shown under.
+
+    ``oras cp`` prints ``Skipped`` for a second occurrence of a digest only when it carries another
+    name (the same bytes under another title); every output applies this one rule.
+    """
+
+    def __init__(self) -> None:
+        self._names: dict[str, str] = {}
+
+    def note(self, desc: Descriptor) -> None:
+        """Remember ``desc``'s name unless its digest was already shown."""
+        self._names.setdefault(desc.digest, display_name(desc))
+
+    def renamed(self, desc: Descriptor) -> bool:
+        """Tell whether ``desc`` repeats a digest already shown under another name."""
+        return self._names.get(desc.digest, display_name(desc)) != display_name(desc)
+
+
 class _Quiet:
     """Provide the no-op parts of a display."""
 
@@ -80,8 +107,7 @@ class TextDisplay(_Quiet):
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
-        # digest -> name it was first shown under, to tell a renamed duplicate from a repeat.
-        self._names: dict[str, str] = {}
+        self._names = FirstNames()
 
     def _line(self, prompt: str, desc: Descriptor) -> None:
         self.stream.write(f"{prompt} {short_digest(desc)} {display_name(desc)}\n")
@@ -89,7 +115,7 @@ class TextDisplay(_Quiet):
 
     def pre_copy(self, desc: Descriptor) -> None:
         """Announce a transfer that is starting."""
-        self._names.setdefault(desc.digest, display_name(desc))
+        self._names.note(desc)
         self._line("Copying", desc)
 
     def post_copy(self, desc: Descriptor) -> None:
@@ -98,17 +124,17 @@ class TextDisplay(_Quiet):
 
     def on_copy_skipped(self, desc: Descriptor) -> None:
         """Announce content the destination already has."""
-        self._names.setdefault(desc.digest, display_name(desc))
+        self._names.note(desc)
         self._line("Exists ", desc)
 
     def on_mounted(self, desc: Descriptor) -> None:
         """Announce a blob mounted from another repository."""
-        self._names.setdefault(desc.digest, display_name(desc))
+        self._names.note(desc)
         self._line("Mounted", desc)
 
     def on_deduplicated(self, desc: Descriptor) -> None:
         """Announce a second occurrence of a digest, when it carries another name."""
-        if self._names.get(desc.digest, display_name(desc)) != display_name(desc):
+        if self._names.renamed(desc):
             self._line("Skipped", desc)
 
 

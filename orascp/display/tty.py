@@ -24,7 +24,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orascp.descriptor import Descriptor
-from orascp.display.text import display_name, format_size, short_digest
+from orascp.display.text import FirstNames, display_name, format_size, short_digest
 
 __all__ = ["ProgressDisplay", "format_size"]
 
@@ -65,6 +65,7 @@ class ProgressDisplay:
         self._max_rows = max_rows
         self._rows: dict[str, _Row] = {}
         self._finished: list[_Row] = []
+        self._names = FirstNames()
         self._lock = threading.Lock()
         self._spinner = Spinner("dots", style="yellow")
         self._live = Live(
@@ -114,10 +115,7 @@ class ProgressDisplay:
     def on_deduplicated(self, desc: Descriptor) -> None:
         """Show a second occurrence of a digest under another name as skipped."""
         with self._lock:
-            if any(
-                r.desc.digest == desc.digest and display_name(r.desc) != display_name(desc)
-                for r in self._finished
-            ):
+            if self._names.renamed(desc):
                 now = self.clock()
                 self._finished.append(_Row(desc, "Skipped", now, desc.size, now))
 
@@ -127,6 +125,7 @@ class ProgressDisplay:
             row = self._rows.pop(desc.digest, None) or _Row(desc, state, now)
             row.state, row.finished, row.done = state, now, desc.size
             self._finished.append(row)
+            self._names.note(desc)
 
     # -- drawing ------------------------------------------------------------------------------
 
