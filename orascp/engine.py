@@ -453,7 +453,7 @@ class _Copier:
             config = None
         found = None
         if config is not None and config.media_type in _IMAGE_CONFIG_TYPES:
-            config_bytes = await self._small_blob(config)
+            config_bytes = await self._read_small(config, "config")
             try:
                 found = platform.config_platform(config_bytes)
             except OrascpError as exc:
@@ -468,21 +468,6 @@ class _Copier:
                 ),
             )
         return found
-
-    async def _small_blob(self, desc: Descriptor) -> bytes:
-        """Fetch and verify a small blob (an image config), within the metadata limit."""
-        if desc.size > self.max_metadata:
-            raise _as_source_error(
-                "fetch",
-                SizeLimitError(f"config {desc.digest} is {desc.size} bytes, too large to read"),
-            )
-
-        async def fetch() -> bytes:
-            async with self._open_source(desc) as chunks:
-                return b"".join([chunk async for chunk in verified(chunks, desc)])
-
-        async with self.sem:
-            return await self._with_retries(fetch)
 
     # -- referrers ----------------------------------------------------------------------------
 
@@ -780,12 +765,18 @@ class _Copier:
         cached = self.manifests.get(desc.digest)
         if cached is not None:
             return cached
+        content = await self._read_small(desc, "manifest")
+        self.manifests[desc.digest] = content
+        return content
+
+    async def _read_small(self, desc: Descriptor, what: str) -> bytes:
+        """Fetch and verify small content (a manifest, a config) within the metadata limit."""
         if desc.size > self.max_metadata:
             raise _as_source_error(
                 "fetch",
                 SizeLimitError(
-                    f"manifest {desc.digest} is {desc.size} bytes, above the"
-                    f" {self.max_metadata}-byte limit for manifests"
+                    f"{what} {desc.digest} is {desc.size} bytes, above the"
+                    f" {self.max_metadata}-byte limit for {what}s"
                 ),
             )
 
@@ -798,9 +789,7 @@ class _Copier:
                 raise _as_source_error("fetch", exc) from exc
 
         async with self.sem:
-            content = await self._with_retries(fetch)
-        self.manifests[desc.digest] = content
-        return content
+            return await self._with_retries(fetch)
 
     @asynccontextmanager
     async def _open_source(self, desc: Descriptor) -> AsyncIterator[AsyncIterator[bytes]]:

@@ -351,7 +351,7 @@ class OCILayout:
         path = self.blob_path(digest)
         try:
             with open(path, "rb", opener=_nofollow) as fh:
-                raw = fh.read(4 * 1024 * 1024 + 1)
+                raw = fh.read(MAX_MANIFEST_BYTES + 1)
         except FileNotFoundError:
             raise NotFoundError(f"{digest}: not found in OCI layout {self.path}") from None
         except OSError as exc:
